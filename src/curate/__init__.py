@@ -1,0 +1,46 @@
+"""curate: status-driven background workflows on your own PostgreSQL tables.
+
+The public surface is what this module exports; everything else is private to curate.
+"""
+
+from curate.columns import ColumnNames, ProcessingStatus, workflow_columns, workflow_mixin
+from curate.compat import run_job_loop
+from curate.engine.binding import Statuses
+from curate.engine.config import RetryPolicy
+from curate.engine.context import RunResult
+from curate.errors import (
+    ConfigurationError,
+    CurateError,
+    DatabaseUnavailableError,
+    NonRetryableError,
+)
+from curate.logs import configure_logging
+from curate.runtime import Runtime, configure, get_runtime, reset_runtime
+from curate.settings import CurateSettings, WorkflowSettings
+from curate.workflow import Workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ColumnNames",
+    "ConfigurationError",
+    "CurateError",
+    "CurateSettings",
+    "DatabaseUnavailableError",
+    "NonRetryableError",
+    "ProcessingStatus",
+    "RetryPolicy",
+    "RunResult",
+    "Runtime",
+    "Statuses",
+    "Workflow",
+    "WorkflowSettings",
+    "__version__",
+    "configure",
+    "configure_logging",
+    "get_runtime",
+    "reset_runtime",
+    "run_job_loop",
+    "workflow_columns",
+    "workflow_mixin",
+]

@@ -1,0 +1,85 @@
+"""The async engine, one per event loop, built from the settings.
+
+asyncpg connections belong to the event loop that opened them. A process may run several
+loops one after another (each `asyncio.run`, pytest-asyncio's loop per test), so
+`Database` keeps an engine per loop and drops the engines of loops that have closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from loguru import logger
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from curate.settings import CurateSettings
+
+
+class Database:
+    """Engines and session factories for the running loop, from `CurateSettings`."""
+
+    def __init__(self, settings: CurateSettings) -> None:
+        self.settings = settings
+        self._url: str | None = settings.database_url
+        self._engines: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
+        self._sessionmakers: dict[asyncio.AbstractEventLoop, async_sessionmaker[AsyncSession]] = {}
+
+    async def url(self) -> str:
+        """The configured URL, or the embedded server's (started on first use)."""
+        if self._url is None:
+            from curate.db.embedded import start_embedded_postgres
+
+            self._url = await asyncio.to_thread(
+                start_embedded_postgres, self.settings.embedded_data_dir
+            )
+        return self._url
+
+    async def engine(self) -> AsyncEngine:
+        """The engine of the running loop (created on first use in that loop)."""
+        loop = asyncio.get_running_loop()
+        engine = self._engines.get(loop)
+        if engine is None:
+            await self._forget_closed_loops()
+            engine = create_async_engine(
+                await self.url(),
+                pool_size=self.settings.pool_size,
+                max_overflow=self.settings.pool_size,
+                pool_pre_ping=True,
+                connect_args=self._connect_args(),
+            )
+            self._engines[loop] = engine
+            self._sessionmakers[loop] = async_sessionmaker(engine, expire_on_commit=False)
+        return engine
+
+    async def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions on the running loop's engine; `expire_on_commit=False`."""
+        await self.engine()
+        return self._sessionmakers[asyncio.get_running_loop()]
+
+    async def dispose(self) -> None:
+        """Close the running loop's connections (at shutdown)."""
+        loop = asyncio.get_running_loop()
+        engine = self._engines.pop(loop, None)
+        self._sessionmakers.pop(loop, None)
+        if engine is not None:
+            await engine.dispose()
+
+    def _connect_args(self) -> dict[str, Any]:
+        server_settings = {"application_name": f"curate {self.settings.worker_id}"[:63]}
+        if self.settings.database_schema:
+            server_settings["search_path"] = f"{self.settings.database_schema},public"
+        return {"server_settings": server_settings}
+
+    async def _forget_closed_loops(self) -> None:
+        for loop in [loop for loop in self._engines if loop.is_closed()]:
+            engine = self._engines.pop(loop)
+            self._sessionmakers.pop(loop, None)
+            logger.debug("dropping the engine of a closed event loop")
+            # Its connections belong to the dead loop: dereference them, never touch them.
+            await engine.dispose(close=False)

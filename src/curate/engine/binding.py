@@ -1,0 +1,136 @@
+"""A workflow bound to its table: the real `Column` objects and status values it uses.
+
+Resolving checks, once, that the table has the columns the workflow needs, and says
+which optional features (retries, leases, fencing by worker) the table supports.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Column, Table
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import InstrumentedAttribute
+
+from curate.columns import ColumnNames
+from curate.errors import ConfigurationError
+
+OrderBy = str | InstrumentedAttribute[Any] | Column[Any] | None
+
+
+@dataclass(frozen=True)
+class Statuses:
+    """The four processing statuses a workflow moves a row through."""
+
+    queued: enum.Enum
+    processing: enum.Enum
+    complete: enum.Enum
+    failed: enum.Enum
+
+    @classmethod
+    def from_enum(cls, status_enum: type[enum.Enum]) -> Statuses:
+        """Use the members named Queued, Processing, Complete and Error."""
+        try:
+            return cls(
+                queued=status_enum["Queued"],
+                processing=status_enum["Processing"],
+                complete=status_enum["Complete"],
+                failed=status_enum["Error"],
+            )
+        except KeyError as missing:
+            raise ConfigurationError(
+                f"{status_enum.__name__} has no member {missing}; name the members Queued,"
+                " Processing, Complete and Error, or pass statuses=Statuses(...)"
+            ) from None
+
+
+@dataclass(frozen=True)
+class TableBinding:
+    """The table, its primary key and the workflow's columns (None where absent)."""
+
+    table: Table
+    pk: Column[Any]
+    status: Column[Any]
+    error: Column[Any]
+    attempts: Column[Any] | None
+    run_after: Column[Any] | None
+    claimed_by: Column[Any] | None
+    lease_until: Column[Any] | None
+    updated_at: Column[Any] | None
+    order_by: Column[Any]
+    statuses: Statuses
+
+    @property
+    def can_retry(self) -> bool:
+        """Retries need the attempt count and the time the next attempt is due."""
+        return self.attempts is not None and self.run_after is not None
+
+    @property
+    def fences_by_claim(self) -> bool:
+        """Outcome writes can check the claim (worker and attempt), not just the status."""
+        return self.attempts is not None and self.claimed_by is not None
+
+    def status_value(self, status: enum.Enum) -> Any:
+        """A status as the column stores it: the member for enum columns, else its value."""
+        return status if isinstance(self.status.type, SAEnum) else status.value
+
+    @classmethod
+    def resolve(
+        cls,
+        model: Any,
+        names: ColumnNames,
+        statuses: Statuses,
+        order_by: OrderBy = None,
+    ) -> TableBinding:
+        table = _table_of(model)
+        primary_key = list(table.primary_key.columns)
+        if len(primary_key) != 1:
+            raise ConfigurationError(
+                f"table {table.name!r} must have a single-column primary key"
+                f" (found {len(primary_key)})"
+            )
+
+        def required(name: str) -> Column[Any]:
+            if name not in table.c:
+                raise ConfigurationError(
+                    f"table {table.name!r} has no column {name!r}; add it in a migration"
+                    " (curate.migrations.add_workflow_columns adds every workflow column)"
+                )
+            column: Column[Any] = table.c[name]
+            return column
+
+        def optional(name: str | None) -> Column[Any] | None:
+            return required(name) if name is not None and name in table.c else None
+
+        return cls(
+            table=table,
+            pk=primary_key[0],
+            status=required(names.status),
+            error=required(names.error),
+            attempts=optional(names.attempts),
+            run_after=optional(names.run_after),
+            claimed_by=optional(names.claimed_by),
+            lease_until=optional(names.lease_until),
+            updated_at=optional("updated_at"),
+            order_by=_order_column(table, order_by) if order_by is not None else primary_key[0],
+            statuses=statuses,
+        )
+
+
+def _table_of(model: Any) -> Table:
+    table = getattr(model, "__table__", model)
+    if not isinstance(table, Table):
+        raise ConfigurationError(
+            f"model {model!r} is not a mapped class or a Table; pass the ORM model of the table"
+        )
+    return table
+
+
+def _order_column(table: Table, order_by: OrderBy) -> Column[Any]:
+    name = order_by if isinstance(order_by, str) else getattr(order_by, "key", None)
+    if name is None or name not in table.c:
+        raise ConfigurationError(f"order_by={order_by!r} is not a column of table {table.name!r}")
+    column: Column[Any] = table.c[name]
+    return column

@@ -1,0 +1,55 @@
+"""What the pieces of one run share: the bound workflow, its statements, where to connect."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from curate.engine.binding import TableBinding
+from curate.engine.config import RunConfig
+from curate.sql import WorkflowStatements
+
+ServiceFunction = Callable[[Any, AsyncSession], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a run of one workflow needs, resolved before the run starts."""
+
+    name: str
+    binding: TableBinding
+    statements: WorkflowStatements
+    config: RunConfig
+    service: ServiceFunction
+    sessionmaker: async_sessionmaker[AsyncSession]
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    """One row this worker claimed: its id and the attempt number the claim counted."""
+
+    id: Any
+    attempt: int
+
+
+@dataclass
+class RunResult:
+    """What one run did, item by item outcome."""
+
+    workflow: str
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    dropped: int = 0
+    unrecorded: int = 0
+    elapsed_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        return self.completed + self.failed + self.retried

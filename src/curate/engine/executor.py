@@ -1,0 +1,82 @@
+"""Executing one claimed item: its own session and transaction, under a timeout.
+
+The service gets a fresh `AsyncSession` it may use as it likes: open its own
+``session.begin()``, commit itself, or leave the commit to curate, in which case its
+writes and the Complete status commit together. Whatever it raises (even `SystemExit`)
+becomes a recorded failure; only the cancellation of the run itself propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from curate.engine.context import ClaimedItem, RunContext
+from curate.engine.outcome import Outcome, format_error, record_failure, record_success
+
+
+class ItemTimeoutError(TimeoutError):
+    """The service did not finish within the workflow's timeout."""
+
+
+async def execute_item(ctx: RunContext, item: ClaimedItem) -> Outcome:
+    """Run the service for one item and record the outcome; never raises but cancellation."""
+    with logger.contextualize(workflow=ctx.name, item_id=str(item.id), attempt=item.attempt):
+        session = ctx.sessionmaker()
+        try:
+            try:
+                await _call_service(ctx, item, session)
+                return await record_success(ctx, session, item)
+            except BaseException as error:
+                await _discard(session)
+                if _run_is_cancelled(error):
+                    raise
+                return await record_failure(ctx, item, error)
+        finally:
+            await _close(session)
+
+
+async def _call_service(ctx: RunContext, item: ClaimedItem, session: AsyncSession) -> None:
+    timeout = ctx.config.timeout_seconds
+    try:
+        async with asyncio.timeout(timeout):
+            await ctx.service(item.id, session)
+    except TimeoutError as error:
+        current = asyncio.current_task()
+        if timeout is not None and current is not None and current.cancelling() == 0:
+            raise ItemTimeoutError(f"the service did not finish within {timeout:g} s") from error
+        raise
+
+
+def _run_is_cancelled(error: BaseException) -> bool:
+    """A CancelledError from the service itself is a failure; our own cancellation is not."""
+    current = asyncio.current_task()
+    return isinstance(error, asyncio.CancelledError) and (
+        current is not None and current.cancelling() > 0
+    )
+
+
+async def _discard(session: AsyncSession) -> None:
+    """Roll back the service's work; a broken connection is thrown away instead."""
+    try:
+        await session.rollback()
+    except BaseException as exc:
+        logger.debug("rollback failed ({}); invalidating the connection", format_error(exc))
+        await _invalidate(session)
+
+
+async def _close(session: AsyncSession) -> None:
+    try:
+        await session.close()
+    except BaseException as exc:
+        logger.debug("closing the session failed ({}); invalidating it", format_error(exc))
+        await _invalidate(session)
+
+
+async def _invalidate(session: AsyncSession) -> None:
+    try:
+        await session.invalidate()
+    except BaseException as exc:
+        logger.debug("invalidating the session failed: {}", format_error(exc))

@@ -1,0 +1,92 @@
+"""One run of one workflow: claim batches and execute their items until drained or over budget.
+
+The next batch is claimed as soon as the last item of the previous one has started, so
+``concurrency`` slots stay busy, while at most one batch waits claimed but unstarted.
+A run stops claiming when a batch comes back short (the queue is drained), when its
+budget of items or seconds is spent, or when ``should_stop()`` says the process is
+shutting down. It never raises for what a service or the database does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from loguru import logger
+
+from curate.engine.claim import claim_batch
+from curate.engine.context import ClaimedItem, RunContext, RunResult
+from curate.engine.executor import execute_item
+from curate.engine.outcome import Outcome, format_error
+
+_COUNTERS = {
+    Outcome.COMPLETED: "completed",
+    Outcome.FAILED: "failed",
+    Outcome.RETRIED: "retried",
+    Outcome.DROPPED: "dropped",
+    Outcome.UNRECORDED: "unrecorded",
+}
+
+
+def _never() -> bool:
+    return False
+
+
+async def run_workflow(ctx: RunContext, should_stop: Callable[[], bool] = _never) -> RunResult:
+    """Claim and process items of ``ctx``'s workflow; return what was done."""
+    result = RunResult(workflow=ctx.name)
+    started = time.monotonic()
+    deadline = started + ctx.config.run_max_seconds
+    slots = asyncio.Semaphore(ctx.config.concurrency)
+    with logger.contextualize(workflow=ctx.name):
+        async with asyncio.TaskGroup() as tasks:
+            while not should_stop() and time.monotonic() < deadline:
+                limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
+                if limit <= 0:
+                    break
+                batch = await _claim(ctx, limit, result)
+                result.claimed += len(batch)
+                for item in batch:
+                    await slots.acquire()
+                    tasks.create_task(_execute(ctx, item, slots, result))
+                if len(batch) < limit:
+                    break
+    result.elapsed_seconds = time.monotonic() - started
+    if result.claimed:
+        logger.bind(workflow=ctx.name).info(
+            "run done: {} claimed, {} complete, {} failed, {} retried, {} dropped in {:.2f} s",
+            result.claimed,
+            result.completed,
+            result.failed,
+            result.retried,
+            result.dropped,
+            result.elapsed_seconds,
+        )
+    return result
+
+
+async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[ClaimedItem]:
+    try:
+        return await claim_batch(ctx, limit)
+    except Exception as exc:
+        message = format_error(exc)
+        result.errors.append(message)
+        logger.error("claim failed, the next run tries again: {}", message)
+        return []
+
+
+async def _execute(
+    ctx: RunContext, item: ClaimedItem, slots: asyncio.Semaphore, result: RunResult
+) -> None:
+    try:
+        outcome = await execute_item(ctx, item)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a defect in curate itself: log it, keep the run going
+        logger.exception("unexpected error while processing item {}: {}", item.id, exc)
+        outcome = Outcome.UNRECORDED
+    finally:
+        slots.release()
+    counter = _COUNTERS[outcome]
+    setattr(result, counter, getattr(result, counter) + 1)

@@ -1,0 +1,98 @@
+"""Recording outcomes: every write is fenced on this worker's claim.
+
+A worker that lost its claim (the row was rescued, re-queued or claimed again elsewhere)
+finds no row to update: its transaction rolls back and the newer state stands.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from curate.engine.context import ClaimedItem, RunContext
+
+ERROR_MAX_LENGTH = 2_000
+"""Error texts longer than this are cut (with a marker) before they are stored."""
+
+
+class Outcome(enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRIED = "retried"
+    DROPPED = "dropped"
+    """The claim was lost; nothing was written."""
+    UNRECORDED = "unrecorded"
+    """The database refused the write; the row stays Processing until it is rescued."""
+
+
+def format_error(error: BaseException) -> str:
+    """``ExceptionType: message``, without NUL bytes, cut to `ERROR_MAX_LENGTH`."""
+    message = str(error)
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    text = text.replace("\x00", "\\x00")
+    if len(text) > ERROR_MAX_LENGTH:
+        marker = f"… [{len(text) - ERROR_MAX_LENGTH + 40} more characters cut]"
+        text = text[: ERROR_MAX_LENGTH - len(marker)] + marker
+    return text
+
+
+def _fence(ctx: RunContext, item: ClaimedItem) -> dict[str, object]:
+    return {"id": item.id, "worker": ctx.worker_id, "attempt": item.attempt}
+
+
+async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedItem) -> Outcome:
+    """Mark the item complete in the service's own transaction, then commit both together."""
+    statuses = ctx.binding.statuses
+    result = await session.execute(
+        ctx.statements.complete,
+        {
+            **_fence(ctx, item),
+            "processing": ctx.binding.status_value(statuses.processing),
+            "complete": ctx.binding.status_value(statuses.complete),
+        },
+    )
+    row = result.first()
+    if row is None:
+        await session.rollback()
+        logger.warning("claim lost before the outcome was written; the outcome is dropped")
+        return Outcome.DROPPED
+    await session.commit()
+    # A service may set a final status itself (seed style); that status stands.
+    failed_by_service = row.status == ctx.binding.status_value(statuses.failed)
+    return Outcome.FAILED if failed_by_service else Outcome.COMPLETED
+
+
+async def record_failure(ctx: RunContext, item: ClaimedItem, error: BaseException) -> Outcome:
+    """In a fresh transaction: re-queue with backoff, or mark the item failed for good."""
+    policy = ctx.config.retry
+    retry = ctx.binding.can_retry and policy.should_retry(error, item.attempt)
+    statuses = ctx.binding.statuses
+    to_status = statuses.queued if retry else statuses.failed
+    params = {
+        **_fence(ctx, item),
+        "processing": ctx.binding.status_value(statuses.processing),
+        "to_status": ctx.binding.status_value(to_status),
+        "error": format_error(error),
+        "delay_seconds": policy.delay_seconds(item.attempt) if retry else None,
+    }
+    try:
+        async with ctx.sessionmaker() as session, session.begin():
+            written = (await session.execute(ctx.statements.fail, params)).first()
+    except Exception as exc:
+        logger.error("could not record the failure ({}): {}", params["error"], format_error(exc))
+        return Outcome.UNRECORDED
+    if written is None:
+        logger.warning("claim lost before the failure was written; the outcome is dropped")
+        return Outcome.DROPPED
+    if retry:
+        logger.warning(
+            "attempt {} failed, retry in {:.1f} s: {}",
+            item.attempt,
+            params["delay_seconds"],
+            params["error"],
+        )
+        return Outcome.RETRIED
+    logger.error("failed: {}", params["error"])
+    return Outcome.FAILED

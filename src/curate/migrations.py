@@ -1,0 +1,85 @@
+"""Helpers that user migrations call to add a workflow to a table.
+
+In an Alembic migration::
+
+    from curate.migrations import add_workflow_columns, drop_workflow_columns
+
+    def upgrade() -> None:
+        add_workflow_columns("sitemap_files", "sitemap_import")
+
+    def downgrade() -> None:
+        drop_workflow_columns("sitemap_files", "sitemap_import")
+"""
+
+from __future__ import annotations
+
+import enum
+
+import sqlalchemy as sa
+from alembic import op
+
+from curate.columns import ColumnNames, ProcessingStatus, status_type, workflow_columns
+
+
+def queued_index_name(table: str, prefix: str) -> str:
+    return f"ix_{table}_{prefix}_queued"[:63]
+
+
+def add_workflow_columns(
+    table: str,
+    prefix: str,
+    *,
+    status_enum: type[enum.Enum] = ProcessingStatus,
+    order_by: str = "id",
+    schema: str | None = None,
+) -> None:
+    """Create the status enum type, add the workflow's columns and its queued index."""
+    status_type(prefix, status_enum).create(op.get_bind(), checkfirst=True)
+    for column in workflow_columns(prefix, status_enum):
+        if isinstance(column.type, sa.Enum):
+            column.type.create_type = False
+        op.add_column(table, column, schema=schema)
+    create_queued_index(table, prefix, status_enum=status_enum, order_by=order_by, schema=schema)
+
+
+def drop_workflow_columns(
+    table: str,
+    prefix: str,
+    *,
+    status_enum: type[enum.Enum] = ProcessingStatus,
+    schema: str | None = None,
+) -> None:
+    """Undo `add_workflow_columns`: the index, the columns, then the enum type."""
+    drop_queued_index(table, prefix, schema=schema)
+    for column in reversed(workflow_columns(prefix, status_enum)):
+        op.drop_column(table, column.name, schema=schema)
+    status_type(prefix, status_enum).drop(op.get_bind(), checkfirst=True)
+
+
+def create_queued_index(
+    table: str,
+    prefix: str,
+    *,
+    status_enum: type[enum.Enum] = ProcessingStatus,
+    queued: str = "Queued",
+    order_by: str = "id",
+    schema: str | None = None,
+) -> None:
+    """A partial index over the queued rows only, in claim order.
+
+    The claim reads this index, so its cost follows the number of queued rows, not the
+    size of the table. ``queued`` is the name of the queued member of ``status_enum``.
+    """
+    status_column = ColumnNames.for_prefix(prefix).status
+    stored = status_enum[queued].name
+    op.create_index(
+        queued_index_name(table, prefix),
+        table,
+        [order_by],
+        schema=schema,
+        postgresql_where=sa.text(f"{status_column} = '{stored}'"),
+    )
+
+
+def drop_queued_index(table: str, prefix: str, *, schema: str | None = None) -> None:
+    op.drop_index(queued_index_name(table, prefix), table_name=table, schema=schema)

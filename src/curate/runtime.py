@@ -1,0 +1,115 @@
+"""The process's curate runtime: settings, database, per-workflow configs, running runs.
+
+`configure(settings)` at start-up (the app's lifespan or the CLI) sets it; code that runs
+without it (a ported seed scheduler) gets one built from the environment on first use.
+`reset_runtime()` forgets it, for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from loguru import logger
+
+from curate.db import Database
+from curate.engine.config import RunConfig
+from curate.engine.context import RunContext, RunResult
+from curate.engine.loop import run_workflow
+from curate.settings import CurateSettings, WorkflowSettings
+from curate.workflow import Workflow
+
+
+@dataclass
+class WorkflowStats:
+    """Totals of every run of one workflow in this process."""
+
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    dropped: int = 0
+    busy_seconds: float = 0.0
+
+    def add(self, result: RunResult) -> None:
+        self.completed += result.completed
+        self.failed += result.failed
+        self.retried += result.retried
+        self.dropped += result.dropped
+        if result.claimed:
+            self.busy_seconds += result.elapsed_seconds
+
+    @property
+    def items_per_second(self) -> float:
+        done = self.completed + self.failed + self.retried
+        return done / self.busy_seconds if self.busy_seconds else 0.0
+
+
+class Runtime:
+    """Everything curate keeps for the life of the process."""
+
+    def __init__(self, settings: CurateSettings) -> None:
+        self.settings = settings
+        self.database = Database(settings)
+        self.stats: dict[str, WorkflowStats] = {}
+        self.stopping = False
+        self._workflow_settings: dict[str, WorkflowSettings] = {}
+        self._active: set[asyncio.Task[RunResult]] = set()
+
+    def workflow_settings(self, workflow: Workflow) -> WorkflowSettings:
+        """The workflow's settings, read and validated once, then cached."""
+        if workflow.name not in self._workflow_settings:
+            self._workflow_settings[workflow.name] = workflow.load_settings()
+        return self._workflow_settings[workflow.name]
+
+    async def run(self, workflow: Workflow, config: RunConfig | None = None) -> RunResult:
+        """One run of ``workflow``; shutdown waits for it (see `wait_for_runs`)."""
+        ctx = RunContext(
+            name=workflow.name,
+            binding=workflow.binding,
+            statements=workflow.statements,
+            config=config or workflow.run_config(self.workflow_settings(workflow)),
+            service=workflow.service,
+            sessionmaker=await self.database.sessionmaker(),
+            worker_id=self.settings.worker_id,
+        )
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.add(task)
+        try:
+            result = await run_workflow(ctx, should_stop=lambda: self.stopping)
+        finally:
+            if task is not None:
+                self._active.discard(task)
+        self.stats.setdefault(workflow.name, WorkflowStats()).add(result)
+        return result
+
+    async def wait_for_runs(self, grace_seconds: float) -> bool:
+        """Stop claiming and wait for running runs; True if all finished in time."""
+        self.stopping = True
+        running = [task for task in self._active if not task.done()]
+        if not running:
+            return True
+        logger.info("waiting up to {} s for {} running run(s)", grace_seconds, len(running))
+        _, pending = await asyncio.wait(running, timeout=grace_seconds)
+        return not pending
+
+
+_runtime: Runtime | None = None
+
+
+def configure(settings: CurateSettings | None = None) -> Runtime:
+    """Set the process's runtime from ``settings`` (default: from the environment)."""
+    global _runtime
+    _runtime = Runtime(settings if settings is not None else CurateSettings())
+    return _runtime
+
+
+def get_runtime() -> Runtime:
+    """The configured runtime, configured from the environment on first use."""
+    return _runtime if _runtime is not None else configure()
+
+
+def reset_runtime() -> None:
+    """Forget the runtime (tests)."""
+    global _runtime
+    _runtime = None

@@ -1,0 +1,138 @@
+"""The shared scheduler: the only module that imports APScheduler (3.x).
+
+One `AsyncIOScheduler` (UTC) per process, shared by every workflow, started with the app.
+Each workflow's ``setup_<name>_scheduler()`` calls `add_workflow_job`; the app calls
+`start_scheduler()` after the setups and ``await shutdown_scheduler()`` when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+    JobExecutionEvent,
+)
+from apscheduler.job import Job
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from loguru import logger
+
+from curate.runtime import Runtime, get_runtime
+from curate.workflow import Workflow
+
+JobFunction = Callable[[], Awaitable[Any]]
+
+MISFIRE_GRACE_TIME: int | None = None
+"""No limit: a run that starts late still runs (APScheduler's default of 1 s drops it);
+with ``coalesce=True`` several missed runs become one."""
+
+_scheduler: AsyncIOScheduler | None = None
+
+
+def get_scheduler() -> AsyncIOScheduler:
+    """The process's shared scheduler, created on first use."""
+    global _scheduler
+    if _scheduler is None:
+        _scheduler = AsyncIOScheduler(timezone=UTC)
+        _scheduler.add_listener(_log_job_error, EVENT_JOB_ERROR)
+        _scheduler.add_listener(_log_missed, EVENT_JOB_MISSED)
+        _scheduler.add_listener(_log_busy, EVENT_JOB_MAX_INSTANCES)
+    return _scheduler
+
+
+def add_interval_job(
+    function: JobFunction,
+    *,
+    job_id: str,
+    interval_seconds: float,
+    max_instances: int = 1,
+) -> Job:
+    """Run ``function`` every ``interval_seconds`` on the shared scheduler."""
+    return get_scheduler().add_job(
+        function,
+        "interval",
+        seconds=interval_seconds,
+        id=job_id,
+        name=job_id,
+        max_instances=max_instances,
+        coalesce=True,
+        misfire_grace_time=MISFIRE_GRACE_TIME,
+        replace_existing=True,
+        next_run_time=datetime.now(UTC),  # first run at start-up, not one interval later
+    )
+
+
+def add_workflow_job(
+    workflow: Workflow, function: JobFunction, runtime: Runtime | None = None
+) -> Job:
+    """Register ``process_pending_<name>s`` for ``workflow``; bad settings raise here.
+
+    Settings are read and validated now, so a bad value stops the app at start-up.
+    """
+    settings = (runtime or get_runtime()).workflow_settings(workflow)
+    job = add_interval_job(
+        function,
+        job_id=workflow.job_id,
+        interval_seconds=settings.interval_seconds,
+        max_instances=settings.max_instances,
+    )
+    logger.info(
+        "workflow {} scheduled every {:g} s (job {})",
+        workflow.name,
+        settings.interval_seconds,
+        workflow.job_id,
+    )
+    return job
+
+
+def start_scheduler() -> AsyncIOScheduler:
+    """Start the shared scheduler on the running event loop (idempotent)."""
+    scheduler = get_scheduler()
+    if not scheduler.running:
+        scheduler.start()
+    return scheduler
+
+
+async def shutdown_scheduler(grace_seconds: float = 30.0, runtime: Runtime | None = None) -> None:
+    """Stop starting runs, let running ones finish (up to ``grace_seconds``), then stop."""
+    global _scheduler
+    scheduler = _scheduler
+    if scheduler is None:
+        return
+    if scheduler.running:
+        scheduler.pause()
+    finished = await (runtime or get_runtime()).wait_for_runs(grace_seconds)
+    if not finished:
+        logger.warning("runs still busy after {} s; cancelling them", grace_seconds)
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)  # APScheduler finishes shutting down on the next loop turn
+    _scheduler = None
+
+
+def reset_scheduler() -> None:
+    """Forget the shared scheduler and its jobs (tests)."""
+    global _scheduler
+    if _scheduler is not None and _scheduler.running:
+        with contextlib.suppress(RuntimeError):  # its event loop may be closed already
+            _scheduler.shutdown(wait=False)
+    _scheduler = None
+
+
+def _log_job_error(event: JobExecutionEvent) -> None:
+    logger.opt(exception=event.exception).error("scheduler job {} raised", event.job_id)
+
+
+def _log_missed(event: JobEvent) -> None:
+    logger.warning("scheduler job {} missed its run time", event.job_id)
+
+
+def _log_busy(event: JobEvent) -> None:
+    logger.debug("scheduler job {} skipped a run: its previous run is still going", event.job_id)

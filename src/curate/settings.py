@@ -1,0 +1,148 @@
+"""Settings: one object for the process, one per workflow, both read from the environment here.
+
+This module is the edge: it is the only place curate reads environment variables or `.env`.
+Everything else receives a `CurateSettings` or a `WorkflowSettings` built from them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from curate.errors import ConfigurationError
+
+LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def default_worker_id() -> str:
+    """host-pid-random: unique per process, readable in the `<p>_claimed_by` column."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def default_embedded_data_dir() -> Path:
+    """A per-user directory for the embedded PostgreSQL, reused from run to run."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("curate")) / "pgdata"
+
+
+class CurateSettings(BaseSettings):
+    """Process-wide settings (`CURATE_*` environment variables or `.env`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CURATE_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql+asyncpg:// or postgresql:// URL; unset = embedded PostgreSQL",
+    )
+    database_schema: str | None = Field(
+        default=None, description="schema put first on the search_path of every connection"
+    )
+    pool_size: int = Field(default=10, ge=1, le=1000)
+    worker_id: str = Field(default_factory=default_worker_id, min_length=1, max_length=200)
+    log_level: LogLevel = "INFO"
+    embedded_data_dir: Path = Field(default_factory=default_embedded_data_dir)
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        raise ValueError(
+            "must start with postgresql+asyncpg:// or postgresql:// (curate runs on asyncpg)"
+        )
+
+    @field_validator("database_schema")
+    @classmethod
+    def _schema_identifier(cls, value: str | None) -> str | None:
+        if value is not None and not _IDENTIFIER.match(value):
+            raise ValueError("must be a lower-case SQL identifier (letters, digits, _)")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _configuration_error(exc, "CURATE_") from None
+
+
+class WorkflowSettings(BaseSettings):
+    """Per-workflow settings, read from `<NAME>_SCHEDULER_*` (the seed's names).
+
+    Values given in code (the `Workflow` spec) are defaults; the environment overrides them,
+    so operators tune a deployment without touching code.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+
+    interval_seconds: float = Field(default=10.0, gt=0, le=86_400)
+    batch_size: int = Field(default=10, ge=1, le=10_000)
+    max_instances: int = Field(default=1, ge=1, le=100)
+    concurrency: int = Field(default=1, ge=1, le=1_000)
+    timeout_seconds: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=1_000)
+    retry_base_seconds: float = Field(default=2.0, ge=0)
+    retry_max_seconds: float = Field(default=600.0, ge=0)
+    lease_seconds: float = Field(default=600.0, gt=0)
+    run_max_items: int = Field(default=1_000, ge=1)
+    run_max_seconds: float = Field(default=60.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: code values are only defaults.
+        return env_settings, dotenv_settings, init_settings
+
+    @staticmethod
+    def env_prefix_for(workflow_name: str) -> str:
+        return f"{workflow_name.upper()}_SCHEDULER_"
+
+    @classmethod
+    def load(cls, workflow_name: str, **code_values: Any) -> WorkflowSettings:
+        """Build the settings of one workflow; invalid values raise `ConfigurationError`."""
+        prefix = cls.env_prefix_for(workflow_name)
+        try:
+            return cls(_env_prefix=prefix, **code_values)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            raise _configuration_error(exc, prefix) from None
+
+
+def _configuration_error(exc: ValidationError, prefix: str) -> ConfigurationError:
+    """Turn pydantic's report into one line per variable: name, value, what is allowed."""
+    lines = []
+    for error in exc.errors():
+        field = "_".join(str(part) for part in error["loc"]) or "?"
+        variable = f"{prefix}{field}".upper()
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{variable}={error.get('input')!r} is invalid: {message}")
+    return ConfigurationError("invalid settings:\n  " + "\n  ".join(lines))
