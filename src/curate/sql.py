@@ -8,7 +8,10 @@ written into SQL. Parameters are bound by name; each statement's docstring lists
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -36,21 +39,26 @@ from curate.engine.binding import TableBinding
 class WorkflowStatements:
     """The named statements of one workflow.
 
-    - ``claim``: params ``limit``, ``worker``, ``lease`` (timedelta). Marks up to ``limit``
-      due queued rows Processing, counts the attempt, stamps worker and lease, clears the
-      error. Returns ``id``, ``attempt`` in the workflow's order.
-    - ``complete``: params ``id``, ``worker``, ``attempt``. Fenced on the claim; sets the
-      complete status unless the service already moved the row out of Processing.
-      Returns the row's final ``status``; no row means the claim was lost.
-    - ``fail``: params ``id``, ``worker``, ``attempt``, ``to_status``, ``error``,
-      ``delay_seconds`` (None for a final failure). Fenced on the claim and on Processing.
-    - ``queue``: params ``ids`` (a list). Queues rows afresh (attempts 0, due now).
+    - ``claim``: marks up to ``limit`` due queued rows Processing, counts the attempt,
+      stamps worker and lease, clears the error. Returns ``id``, ``attempt`` in the
+      workflow's order.
+    - ``complete``: fenced on the claim; sets the complete status unless the service
+      already moved the row out of Processing. Returns the row's final ``status``; no row
+      means the claim was lost.
+    - ``fail``: fenced on the claim and on Processing; re-queues after a delay or sets
+      the failed status for good (``delay_seconds`` None).
+    - ``queue``: queues rows afresh (attempts 0, due now).
+
+    Parameters are named ``curate_*`` (names of columns are reserved in UPDATE); the
+    ``*_params`` methods build them, so callers never spell them.
     """
 
     claim: Select[Any]
     complete: ReturningUpdate[Any]
     fail: ReturningUpdate[Any]
     queue: Update
+
+    binding: TableBinding
 
     @classmethod
     def build(cls, binding: TableBinding) -> WorkflowStatements:
@@ -59,7 +67,53 @@ class WorkflowStatements:
             complete=_complete(binding),
             fail=_fail(binding),
             queue=_queue(binding),
+            binding=binding,
         )
+
+    def claim_params(self, limit: int, worker: str, lease: timedelta) -> dict[str, Any]:
+        return {
+            "curate_limit": limit,
+            "curate_worker": worker,
+            "curate_lease": lease,
+            "curate_processing": self._status(self.binding.statuses.processing),
+        }
+
+    def complete_params(self, item_id: Any, worker: str, attempt: int) -> dict[str, Any]:
+        statuses = self.binding.statuses
+        return {
+            **_fence_params(item_id, worker, attempt),
+            "curate_processing": self._status(statuses.processing),
+            "curate_complete": self._status(statuses.complete),
+        }
+
+    def fail_params(
+        self,
+        item_id: Any,
+        worker: str,
+        attempt: int,
+        *,
+        to_status: enum.Enum,
+        error: str,
+        delay_seconds: float | None,
+    ) -> dict[str, Any]:
+        return {
+            **_fence_params(item_id, worker, attempt),
+            "curate_processing": self._status(self.binding.statuses.processing),
+            "curate_to_status": self._status(to_status),
+            "curate_error": error,
+            "curate_delay_seconds": delay_seconds,
+        }
+
+    @staticmethod
+    def queue_params(ids: Sequence[Any]) -> dict[str, Any]:
+        return {"curate_ids": list(ids)}
+
+    def _status(self, status: enum.Enum) -> Any:
+        return self.binding.status_value(status)
+
+
+def _fence_params(item_id: Any, worker: str, attempt: int) -> dict[str, Any]:
+    return {"curate_id": item_id, "curate_worker": worker, "curate_attempt": attempt}
 
 
 def _status_param(binding: TableBinding, name: str) -> Any:
@@ -72,7 +126,14 @@ def _touch(binding: TableBinding) -> dict[Any, Any]:
 
 def _claim(binding: TableBinding) -> Select[Any]:
     b = binding
-    queued = b.status == b.status_value(b.statuses.queued)
+    # Rendered inline (through the column's type) so the planner matches it to the
+    # partial index even for a generic plan of the prepared statement.
+    queued = b.status == bindparam(
+        "curate_queued",
+        b.status_value(b.statuses.queued),
+        type_=b.status.type,
+        literal_execute=True,
+    )
     due: ColumnElement[bool] = true()
     if b.run_after is not None:
         due = or_(b.run_after.is_(None), b.run_after <= func.now())
@@ -80,20 +141,20 @@ def _claim(binding: TableBinding) -> Select[Any]:
         select(b.pk)
         .where(queued, due)
         .order_by(b.order_by)
-        .limit(bindparam("limit"))
+        .limit(bindparam("curate_limit"))
         .with_for_update(skip_locked=True)
     )
     values: dict[Any, Any] = {
-        b.status: _status_param(b, "processing"),
+        b.status: _status_param(b, "curate_processing"),
         b.error: null(),
         **_touch(b),
     }
     if b.attempts is not None:
         values[b.attempts] = b.attempts + 1
     if b.claimed_by is not None:
-        values[b.claimed_by] = bindparam("worker")
+        values[b.claimed_by] = bindparam("curate_worker")
     if b.lease_until is not None:
-        values[b.lease_until] = func.now() + bindparam("lease", type_=Interval())
+        values[b.lease_until] = func.now() + bindparam("curate_lease", type_=Interval())
     attempt = b.attempts if b.attempts is not None else literal_column("1")
     claimed = (
         update(b.table)
@@ -107,11 +168,11 @@ def _claim(binding: TableBinding) -> Select[Any]:
 
 def _claim_fence(binding: TableBinding) -> ColumnElement[bool]:
     """The row is still ours: same id and, where the columns exist, same worker and attempt."""
-    conditions = [binding.pk == bindparam("id")]
+    conditions = [binding.pk == bindparam("curate_id")]
     if binding.claimed_by is not None:
-        conditions.append(binding.claimed_by == bindparam("worker"))
+        conditions.append(binding.claimed_by == bindparam("curate_worker"))
     if binding.attempts is not None:
-        conditions.append(binding.attempts == bindparam("attempt"))
+        conditions.append(binding.attempts == bindparam("curate_attempt"))
     return and_(*conditions)
 
 
@@ -121,13 +182,15 @@ def _lease_cleared(binding: TableBinding) -> dict[Any, Any]:
 
 def _complete(binding: TableBinding) -> ReturningUpdate[Any]:
     b = binding
-    still_processing = b.status == _status_param(b, "processing")
+    still_processing = b.status == _status_param(b, "curate_processing")
     return (
         update(b.table)
         .where(_claim_fence(b))
         .values(
             {
-                b.status: case((still_processing, _status_param(b, "complete")), else_=b.status),
+                b.status: case(
+                    (still_processing, _status_param(b, "curate_complete")), else_=b.status
+                ),
                 b.error: case((still_processing, null()), else_=b.error),
                 **_lease_cleared(b),
                 **_touch(b),
@@ -140,18 +203,18 @@ def _complete(binding: TableBinding) -> ReturningUpdate[Any]:
 def _fail(binding: TableBinding) -> ReturningUpdate[Any]:
     b = binding
     values: dict[Any, Any] = {
-        b.status: _status_param(b, "to_status"),
-        b.error: bindparam("error"),
+        b.status: _status_param(b, "curate_to_status"),
+        b.error: bindparam("curate_error"),
         **_lease_cleared(b),
         **_touch(b),
     }
     if b.run_after is not None:
         values[b.run_after] = func.now() + func.make_interval(
-            0, 0, 0, 0, 0, 0, bindparam("delay_seconds", type_=Float())
+            0, 0, 0, 0, 0, 0, bindparam("curate_delay_seconds", type_=Float())
         )
     return (
         update(b.table)
-        .where(_claim_fence(b), b.status == _status_param(b, "processing"))
+        .where(_claim_fence(b), b.status == _status_param(b, "curate_processing"))
         .values(values)
         .returning(b.pk)
     )
@@ -169,4 +232,4 @@ def _queue(binding: TableBinding) -> Update:
         values[b.attempts] = 0
     if b.run_after is not None:
         values[b.run_after] = null()
-    return update(b.table).where(b.pk.in_(bindparam("ids", expanding=True))).values(values)
+    return update(b.table).where(b.pk.in_(bindparam("curate_ids", expanding=True))).values(values)

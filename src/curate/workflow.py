@@ -135,4 +135,4 @@ class Workflow:
         queue the row in one transaction, so both commit or neither does.
         """
         if ids:
-            await session.execute(self.statements.queue, {"ids": list(ids)})
+            await session.execute(self.statements.queue, self.statements.queue_params(ids))

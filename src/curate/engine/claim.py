@@ -12,11 +12,8 @@ async def claim_batch(ctx: RunContext, limit: int) -> list[ClaimedItem]:
     async with ctx.sessionmaker() as session, session.begin():
         result = await session.execute(
             ctx.statements.claim,
-            {
-                "limit": limit,
-                "worker": ctx.worker_id,
-                "lease": timedelta(seconds=ctx.config.lease_seconds),
-                "processing": ctx.binding.status_value(ctx.binding.statuses.processing),
-            },
+            ctx.statements.claim_params(
+                limit, ctx.worker_id, timedelta(seconds=ctx.config.lease_seconds)
+            ),
         )
         return [ClaimedItem(id=row.id, attempt=row.attempt) for row in result]

@@ -38,20 +38,11 @@ def format_error(error: BaseException) -> str:
     return text
 
 
-def _fence(ctx: RunContext, item: ClaimedItem) -> dict[str, object]:
-    return {"id": item.id, "worker": ctx.worker_id, "attempt": item.attempt}
-
-
 async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedItem) -> Outcome:
     """Mark the item complete in the service's own transaction, then commit both together."""
-    statuses = ctx.binding.statuses
     result = await session.execute(
         ctx.statements.complete,
-        {
-            **_fence(ctx, item),
-            "processing": ctx.binding.status_value(statuses.processing),
-            "complete": ctx.binding.status_value(statuses.complete),
-        },
+        ctx.statements.complete_params(item.id, ctx.worker_id, item.attempt),
     )
     row = result.first()
     if row is None:
@@ -60,7 +51,7 @@ async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedIt
         return Outcome.DROPPED
     await session.commit()
     # A service may set a final status itself (seed style); that status stands.
-    failed_by_service = row.status == ctx.binding.status_value(statuses.failed)
+    failed_by_service = row.status == ctx.binding.status_value(ctx.binding.statuses.failed)
     return Outcome.FAILED if failed_by_service else Outcome.COMPLETED
 
 
@@ -69,30 +60,27 @@ async def record_failure(ctx: RunContext, item: ClaimedItem, error: BaseExceptio
     policy = ctx.config.retry
     retry = ctx.binding.can_retry and policy.should_retry(error, item.attempt)
     statuses = ctx.binding.statuses
-    to_status = statuses.queued if retry else statuses.failed
-    params = {
-        **_fence(ctx, item),
-        "processing": ctx.binding.status_value(statuses.processing),
-        "to_status": ctx.binding.status_value(to_status),
-        "error": format_error(error),
-        "delay_seconds": policy.delay_seconds(item.attempt) if retry else None,
-    }
+    message = format_error(error)
+    delay = policy.delay_seconds(item.attempt) if retry else None
+    params = ctx.statements.fail_params(
+        item.id,
+        ctx.worker_id,
+        item.attempt,
+        to_status=statuses.queued if retry else statuses.failed,
+        error=message,
+        delay_seconds=delay,
+    )
     try:
         async with ctx.sessionmaker() as session, session.begin():
             written = (await session.execute(ctx.statements.fail, params)).first()
     except Exception as exc:
-        logger.error("could not record the failure ({}): {}", params["error"], format_error(exc))
+        logger.error("could not record the failure ({}): {}", message, format_error(exc))
         return Outcome.UNRECORDED
     if written is None:
         logger.warning("claim lost before the failure was written; the outcome is dropped")
         return Outcome.DROPPED
     if retry:
-        logger.warning(
-            "attempt {} failed, retry in {:.1f} s: {}",
-            item.attempt,
-            params["delay_seconds"],
-            params["error"],
-        )
+        logger.warning("attempt {} failed, retry in {:.1f} s: {}", item.attempt, delay, message)
         return Outcome.RETRIED
-    logger.error("failed: {}", params["error"])
+    logger.error("failed: {}", message)
     return Outcome.FAILED

@@ -1,0 +1,40 @@
+"""Small database helpers shared by the tests."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from curate import ProcessingStatus
+from tests.models import Effect, Item
+
+
+async def insert_items(
+    engine: AsyncEngine, count: int, status: ProcessingStatus | None = ProcessingStatus.Queued
+) -> list[int]:
+    rows = [{"id": i, "payload": f"item {i}", "work_status": status} for i in range(1, count + 1)]
+    async with engine.begin() as conn:
+        await conn.execute(insert(Item), rows)
+    return [row["id"] for row in rows]
+
+
+async def status_counts(engine: AsyncEngine) -> Counter[str]:
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            select(Item.work_status, func.count()).group_by(Item.work_status)  # type: ignore[attr-defined]
+        )
+        return Counter({(status.value if status else "None"): n for status, n in result})
+
+
+async def item_row(engine: AsyncEngine, item_id: int) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(Item.__table__).where(Item.id == item_id))).one()
+
+
+async def effects_per_item(engine: AsyncEngine) -> Counter[int]:
+    async with engine.connect() as conn:
+        result = await conn.execute(select(Effect.item_id, func.count()).group_by(Effect.item_id))
+        return Counter(dict(result.all()))
