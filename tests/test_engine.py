@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from sqlalchemy import insert, text, update
+from sqlalchemy import event, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
@@ -296,6 +297,7 @@ async def test_several_loops_process_each_item_exactly_once(
 async def test_claim_is_served_by_the_partial_index(
     runtime: curate.Runtime, engine: AsyncEngine
 ) -> None:
+    """EXPLAIN the very statement and parameters the claim sends to PostgreSQL."""
     async with engine.begin() as conn:
         await conn.execute(
             text("CREATE INDEX ix_items_work_queued ON items (id) WHERE work_status = 'Queued'")
@@ -305,15 +307,20 @@ async def test_claim_is_served_by_the_partial_index(
             [{"id": i, "work_status": ProcessingStatus.Complete} for i in range(1, 20_001)],
         )
         await conn.execute(text("ANALYZE items"))
-        statements = work().statements
-        compiled = statements.claim.compile(
-            dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
-        )
-        params = compiled.construct_params(statements.claim_params(10, "w", timedelta(seconds=5)))
-        assert compiled.positiontup is not None
-        result = await conn.exec_driver_sql(
-            "EXPLAIN " + compiled.string, tuple(params[name] for name in compiled.positiontup)
-        )
+    sent: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if "FOR UPDATE SKIP LOCKED" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        assert (await work().run()).claimed == 0
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    [(statement, parameters)] = sent
+    async with engine.connect() as conn:
+        result = await conn.exec_driver_sql("EXPLAIN " + statement, parameters)
         plan = "\n".join(row[0] for row in result)
     assert "ix_items_work_queued" in plan, plan
 
