@@ -55,7 +55,11 @@ def add_interval_job(
     max_instances: int = 1,
 ) -> Job:
     """Run ``function`` every ``interval_seconds`` on the shared scheduler."""
-    return get_scheduler().add_job(
+    scheduler = get_scheduler()
+    if scheduler.get_job(job_id) is not None:
+        # replace_existing only applies once the scheduler runs; before that, do it here.
+        scheduler.remove_job(job_id)
+    return scheduler.add_job(
         function,
         "interval",
         seconds=interval_seconds,
@@ -92,8 +96,9 @@ def add_workflow_job(
     return job
 
 
-def start_scheduler() -> AsyncIOScheduler:
+def start_scheduler(runtime: Runtime | None = None) -> AsyncIOScheduler:
     """Start the shared scheduler on the running event loop (idempotent)."""
+    (runtime or get_runtime()).stopping = False
     scheduler = get_scheduler()
     if not scheduler.running:
         scheduler.start()

@@ -48,6 +48,8 @@ class WorkflowStatements:
     - ``fail``: fenced on the claim and on Processing; re-queues after a delay or sets
       the failed status for good (``delay_seconds`` None).
     - ``queue``: queues rows afresh (attempts 0, due now).
+    - ``release``: fenced on the claim and on Processing; hands a claimed item that never
+      started back to Queued, uncounting its attempt.
 
     Parameters are named ``curate_*`` (names of columns are reserved in UPDATE); the
     ``*_params`` methods build them, so callers never spell them.
@@ -57,7 +59,7 @@ class WorkflowStatements:
     complete: ReturningUpdate[Any]
     fail: ReturningUpdate[Any]
     queue: Update
-
+    release: ReturningUpdate[Any]
     binding: TableBinding
 
     @classmethod
@@ -67,6 +69,7 @@ class WorkflowStatements:
             complete=_complete(binding),
             fail=_fail(binding),
             queue=_queue(binding),
+            release=_release(binding),
             binding=binding,
         )
 
@@ -102,6 +105,14 @@ class WorkflowStatements:
             "curate_to_status": self._status(to_status),
             "curate_error": error,
             "curate_delay_seconds": delay_seconds,
+        }
+
+    def release_params(self, item_id: Any, worker: str, attempt: int) -> dict[str, Any]:
+        statuses = self.binding.statuses
+        return {
+            **_fence_params(item_id, worker, attempt),
+            "curate_processing": self._status(statuses.processing),
+            "curate_queued": self._status(statuses.queued),
         }
 
     @staticmethod
@@ -233,3 +244,20 @@ def _queue(binding: TableBinding) -> Update:
     if b.run_after is not None:
         values[b.run_after] = null()
     return update(b.table).where(b.pk.in_(bindparam("curate_ids", expanding=True))).values(values)
+
+
+def _release(binding: TableBinding) -> ReturningUpdate[Any]:
+    b = binding
+    values: dict[Any, Any] = {
+        b.status: _status_param(b, "curate_queued"),
+        **_lease_cleared(b),
+        **_touch(b),
+    }
+    if b.attempts is not None:
+        values[b.attempts] = b.attempts - 1
+    return (
+        update(b.table)
+        .where(_claim_fence(b), b.status == _status_param(b, "curate_processing"))
+        .values(values)
+        .returning(b.pk)
+    )

@@ -4,7 +4,8 @@ The next batch is claimed as soon as the last item of the previous one has start
 ``concurrency`` slots stay busy, while at most one batch waits claimed but unstarted.
 A run stops claiming when a batch comes back short (the queue is drained), when its
 budget of items or seconds is spent, or when ``should_stop()`` says the process is
-shutting down. It never raises for what a service or the database does.
+shutting down; claimed items that have not started by then go back to Queued.
+It never raises for what a service or the database does.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from loguru import logger
 from curate.engine.claim import claim_batch
 from curate.engine.context import ClaimedItem, RunContext, RunResult
 from curate.engine.executor import execute_item
-from curate.engine.outcome import Outcome, format_error
+from curate.engine.outcome import Outcome, format_error, release_unstarted
 
 _COUNTERS = {
     Outcome.COMPLETED: "completed",
@@ -47,8 +48,13 @@ async def run_workflow(ctx: RunContext, should_stop: Callable[[], bool] = _never
                     break
                 batch = await _claim(ctx, limit, result)
                 result.claimed += len(batch)
-                for item in batch:
+                for index, item in enumerate(batch):
                     await slots.acquire()
+                    if should_stop():
+                        slots.release()
+                        await release_unstarted(ctx, batch[index:])
+                        result.claimed -= len(batch) - index
+                        break
                     tasks.create_task(_execute(ctx, item, slots, result))
                 if len(batch) < limit:
                     break

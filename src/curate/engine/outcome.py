@@ -84,3 +84,18 @@ async def record_failure(ctx: RunContext, item: ClaimedItem, error: BaseExceptio
         return Outcome.RETRIED
     logger.error("failed: {}", message)
     return Outcome.FAILED
+
+
+async def release_unstarted(ctx: RunContext, items: list[ClaimedItem]) -> None:
+    """Hand claimed items that never started back to Queued (shutdown), in one transaction."""
+    try:
+        async with ctx.sessionmaker() as session, session.begin():
+            for item in items:
+                await session.execute(
+                    ctx.statements.release,
+                    ctx.statements.release_params(item.id, ctx.worker_id, item.attempt),
+                )
+    except Exception as exc:
+        logger.error("could not release {} unstarted item(s): {}", len(items), format_error(exc))
+        return
+    logger.info("released {} claimed but unstarted item(s) back to the queue", len(items))
