@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 import curate
 from curate import ProcessingStatus, RetryPolicy, Workflow
 from curate.engine.outcome import ERROR_MAX_LENGTH
+from curate.testing import wait_until
 from tests.helpers import effects_per_item, insert_items, item_row, status_counts
 from tests.models import Effect, Item
 
@@ -354,3 +355,34 @@ async def test_string_and_enum_status_columns_both_work(
     async with engine.connect() as conn:
         status = (await conn.execute(text("SELECT work_status::text FROM plain"))).scalar()
     assert status == "Complete"
+
+
+async def test_run_stops_claiming_when_its_time_budget_is_spent(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    await insert_items(engine, 50)
+    budget_over = asyncio.get_running_loop().time() + 0.3
+
+    async def outlasts_the_budget(item_id: int, session: AsyncSession) -> None:
+        async def over() -> bool:
+            return asyncio.get_running_loop().time() > budget_over
+
+        await wait_until(over, what="the run's time budget to pass")
+
+    result = await work(service=outlasts_the_budget, batch_size=1, run_max_seconds=0.3).run()
+    assert 1 <= result.claimed < 5
+    counts = await status_counts(engine)
+    assert counts == {"Complete": result.claimed, "Queued": 50 - result.claimed}
+
+
+async def test_an_unreachable_database_is_logged_not_raised(
+    settings: curate.CurateSettings,
+) -> None:
+    unreachable = settings.model_copy(
+        update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:9/nowhere"}
+    )
+    runtime = curate.configure(unreachable)
+    result = await work().run()
+    assert (result.claimed, len(result.errors)) == (0, 1)
+    assert "Error" in result.errors[0] or "refused" in result.errors[0]
+    await runtime.database.dispose()
