@@ -135,7 +135,11 @@ async def test_shutdown_waits_for_the_running_item(
     await asyncio.wait_for(started.wait(), timeout=10)
 
     shutdown = asyncio.create_task(scheduling.shutdown_scheduler(grace_seconds=10))
-    await asyncio.sleep(0)
+
+    async def claiming_stopped() -> bool:
+        return runtime.stopping
+
+    await wait_until(claiming_stopped, what="shutdown to begin")
     assert not shutdown.done()  # still waiting for the item in flight
     release.set()
     await asyncio.wait_for(shutdown, timeout=10)
