@@ -108,7 +108,7 @@ class WorkflowSettings(BaseSettings):
     retry_base_seconds: float = Field(default=2.0, ge=0)
     retry_max_seconds: float = Field(default=600.0, ge=0)
     lease_seconds: float = Field(default=600.0, gt=0)
-    run_max_items: int = Field(default=1_000, ge=1)
+    run_max_items: int = Field(default=10_000, ge=1)
     run_max_seconds: float = Field(default=60.0, gt=0)
 
     @classmethod

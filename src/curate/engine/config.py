@@ -47,6 +47,6 @@ class RunConfig:
     concurrency: int = 1
     timeout_seconds: float | None = 300.0
     lease_seconds: float = 600.0
-    run_max_items: int = 1_000
+    run_max_items: int = 10_000
     run_max_seconds: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
