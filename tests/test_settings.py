@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,22 +27,44 @@ def test_no_url_means_the_embedded_database() -> None:
     assert settings.embedded_data_dir.name == "pgdata"
 
 
+def load_workflow_settings() -> WorkflowSettings:
+    return Workflow("work", model=Item, service=noop).load_settings()
+
+
 @pytest.mark.parametrize(
-    ("variable", "value", "expected"),
+    ("variable", "value", "expected", "load"),
     [
-        ("CURATE_DATABASE_URL", "mysql://root@localhost/app", "must start with postgresql"),
-        ("CURATE_POOL_SIZE", "0", "greater than or equal to 1"),
-        ("CURATE_POOL_SIZE", "many", "valid integer"),
-        ("CURATE_LOG_LEVEL", "LOUD", "'TRACE', 'DEBUG', 'INFO'"),
-        ("CURATE_DATABASE_SCHEMA", "Bad-Schema", "lower-case SQL identifier"),
+        (
+            "CURATE_DATABASE_URL",
+            "mysql://root@localhost/app",
+            "must start with postgresql",
+            CurateSettings,
+        ),
+        ("CURATE_POOL_SIZE", "0", "greater than or equal to 1", CurateSettings),
+        ("CURATE_POOL_SIZE", "many", "valid integer", CurateSettings),
+        ("CURATE_LOG_LEVEL", "LOUD", "'TRACE', 'DEBUG', 'INFO'", CurateSettings),
+        ("CURATE_DATABASE_SCHEMA", "Bad-Schema", "lower-case SQL identifier", CurateSettings),
+        ("WORK_SCHEDULER_BATCH_SIZE", "0", "greater than or equal to 1", load_workflow_settings),
+        ("WORK_SCHEDULER_INTERVAL_SECONDS", "-1", "greater than 0", load_workflow_settings),
+        ("WORK_SCHEDULER_MAX_INSTANCES", "two", "valid integer", load_workflow_settings),
+        (
+            "WORK_SCHEDULER_CONCURRENCY",
+            "100000",
+            "less than or equal to 1000",
+            load_workflow_settings,
+        ),
     ],
 )
-def test_invalid_process_settings_name_variable_value_and_rule(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+def test_invalid_settings_name_the_variable_the_value_and_the_rule(
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    expected: str,
+    load: Callable[[], object],
 ) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError) as caught:
-        CurateSettings()
+        load()
     message = str(caught.value)
     assert f"{variable}={value!r} is invalid" in message
     assert expected in message
@@ -56,25 +79,6 @@ def test_workflow_settings_use_the_seed_names_and_override_code(
     settings = flow.load_settings()
     assert (settings.interval_seconds, settings.batch_size, settings.concurrency) == (2.5, 40, 3)
     assert settings.max_instances == WorkflowSettings.model_fields["max_instances"].default
-
-
-@pytest.mark.parametrize(
-    ("variable", "value", "expected"),
-    [
-        ("WORK_SCHEDULER_BATCH_SIZE", "0", "greater than or equal to 1"),
-        ("WORK_SCHEDULER_INTERVAL_SECONDS", "-1", "greater than 0"),
-        ("WORK_SCHEDULER_MAX_INSTANCES", "two", "valid integer"),
-        ("WORK_SCHEDULER_CONCURRENCY", "100000", "less than or equal to 1000"),
-    ],
-)
-def test_invalid_workflow_settings_fail_with_the_variable_name(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
-) -> None:
-    monkeypatch.setenv(variable, value)
-    with pytest.raises(ConfigurationError) as caught:
-        Workflow("work", model=Item, service=noop).load_settings()
-    assert f"{variable}={value!r} is invalid" in str(caught.value)
-    assert expected in str(caught.value)
 
 
 def test_invalid_code_values_are_reported_like_environment_values() -> None:

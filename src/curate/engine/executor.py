@@ -9,6 +9,7 @@ becomes a recorded failure; only the cancellation of the run itself propagates.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,23 +61,22 @@ def _run_is_cancelled(error: BaseException) -> bool:
 
 async def _discard(session: AsyncSession) -> None:
     """Roll back the service's work; a broken connection is thrown away instead."""
-    try:
-        await session.rollback()
-    except BaseException as exc:
-        logger.debug("rollback failed ({}); invalidating the connection", format_error(exc))
-        await _invalidate(session)
+    await _or_invalidate(session, session.rollback, "rollback")
 
 
 async def _close(session: AsyncSession) -> None:
-    try:
-        await session.close()
-    except BaseException as exc:
-        logger.debug("closing the session failed ({}); invalidating it", format_error(exc))
-        await _invalidate(session)
+    await _or_invalidate(session, session.close, "closing the session")
 
 
-async def _invalidate(session: AsyncSession) -> None:
+async def _or_invalidate(
+    session: AsyncSession, operation: Callable[[], Awaitable[None]], what: str
+) -> None:
+    """Run ``operation``; if the connection is broken, invalidate it instead of reusing it."""
     try:
-        await session.invalidate()
+        await operation()
     except BaseException as exc:
-        logger.debug("invalidating the session failed: {}", format_error(exc))
+        logger.debug("{} failed ({}); invalidating the connection", what, format_error(exc))
+        try:
+            await session.invalidate()
+        except BaseException as again:
+            logger.debug("invalidating the connection failed: {}", format_error(again))
