@@ -386,3 +386,15 @@ async def test_an_unreachable_database_is_logged_not_raised(
     assert (result.claimed, len(result.errors)) == (0, 1)
     assert result.errors[0].startswith("ConnectionRefusedError")
     await runtime.database.dispose()
+
+
+async def test_a_timeout_error_raised_by_the_service_is_not_called_ours(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    await insert_items(engine, 1)
+
+    async def upstream_times_out(item_id: int, session: AsyncSession) -> None:
+        raise TimeoutError("upstream API took too long")
+
+    await work(service=upstream_times_out, retry=RetryPolicy(max_attempts=1)).run()
+    assert (await item_row(engine, 1)).work_error == "TimeoutError: upstream API took too long"

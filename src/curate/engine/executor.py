@@ -40,14 +40,15 @@ async def execute_item(ctx: RunContext, item: ClaimedItem) -> Outcome:
 
 
 async def _call_service(ctx: RunContext, item: ClaimedItem, session: AsyncSession) -> None:
-    timeout = ctx.config.timeout_seconds
+    deadline = asyncio.timeout(ctx.config.timeout_seconds)
     try:
-        async with asyncio.timeout(timeout):
+        async with deadline:
             await ctx.service(item.id, session)
     except TimeoutError as error:
-        current = asyncio.current_task()
-        if timeout is not None and current is not None and current.cancelling() == 0:
-            raise ItemTimeoutError(f"the service did not finish within {timeout:g} s") from error
+        if deadline.expired():  # ours, not a TimeoutError the service raised itself
+            raise ItemTimeoutError(
+                f"the service did not finish within {ctx.config.timeout_seconds:g} s"
+            ) from error
         raise
 
 
