@@ -1,0 +1,1 @@
+"""The example app of the tutorial: photos that get a thumbnail when someone selects them."""

@@ -1,0 +1,1 @@
+"""Services and scheduler modules, one pair per workflow."""

@@ -1,0 +1,891 @@
+"""The docs are executed: their examples run on real PostgreSQL and their tables match the code.
+
+Markers in docs/**/*.md, on the line above a fenced block or a table:
+
+- ``<!-- include: examples/x.py -->``: the block is that file;
+  ``<!-- include: examples/x.py#name -->`` the lines between ``# docs: start name`` and
+  ``# docs: end name`` in it. Every file under docs/examples is executed by a test below.
+- ``<!-- not-run: reason -->``: the block is an illustration, not executed.
+- ``<!-- output: key -->``: a text block that a test below compares with real output.
+- ``<!-- settings-table: curate -->``, ``<!-- settings-table: workflow -->``,
+  ``<!-- columns-table -->``, ``<!-- params-table: module.name -->``: tables whose leading
+  cells are generated from the code (settings models, workflow columns, a signature).
+
+Every ```python block needs an include or a not-run marker. After editing an example or a
+settings model, ``.venv/bin/python -m tests.test_docs --write`` rewrites the included
+blocks and the generated cells of the tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import textwrap
+import types
+import typing
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
+from pydantic.fields import FieldInfo
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy import insert, select, text
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import curate
+from curate import scheduling
+from curate.engine.outcome import ERROR_MAX_LENGTH
+from curate.settings import CurateSettings, WorkflowSettings
+from curate.testing import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+
+# Each example file and the test that executes it.
+EXECUTED_BY = {
+    "photos/models.py": "test_tutorial_run_once",
+    "photos/services/thumbnail_service.py": "test_tutorial_run_once",
+    "photos/services/thumbnail_scheduler.py": "test_tutorial_scheduler",
+    "photos/services/curation_service.py": "test_tutorial_run_once",
+    "photos/app.py": "test_fastapi_app",
+    "tutorial_run_once.py": "test_tutorial_run_once",
+    "tutorial_scheduler.py": "test_tutorial_scheduler",
+    "seed_port/models.py": "test_seed_port_scheduler",
+    "seed_port/sitemap_import_service.py": "test_seed_port_session_styles",
+    "seed_port/sitemap_import_scheduler.py": "test_seed_port_scheduler",
+    "seed_port/sitemap_import_workflow.py": "test_seed_port_as_a_workflow",
+    "migrations/0001_create_photos.py": "test_migrations_up_down_up",
+    "migrations/0002_add_thumbnail_workflow.py": "test_migrations_up_down_up",
+}
+
+# Each `<!-- output: key -->` block and the test that compares it with real output.
+OUTPUT_CHECKED_BY = {
+    "tutorial-run-once": "test_tutorial_run_once",
+    "invalid-workflow-settings": "test_invalid_settings_messages",
+    "invalid-curate-settings": "test_invalid_settings_messages",
+}
+
+
+# --- reading the Markdown -------------------------------------------------------------------
+
+_MARKER = re.compile(r"^<!--\s*([a-z-]+)(?::\s*(.*?))?\s*-->$")
+_FENCE = re.compile(r"^```(\S*)\s*$")
+
+
+@dataclass
+class Block:
+    """A fenced block of a Markdown file, with the marker on the line above it."""
+
+    path: Path
+    line: int  # 1-based line of the opening fence
+    language: str
+    body: str
+    marker: str | None
+    argument: str | None
+    end_line: int  # 1-based line of the closing fence
+
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def doc_files() -> list[Path]:
+    return sorted(p for p in DOCS.rglob("*.md") if EXAMPLES not in p.parents)
+
+
+def _marker_above(lines: list[str], index: int) -> tuple[str | None, str | None]:
+    """The marker on the closest non-blank line above ``lines[index]``, if any."""
+    for previous in reversed(lines[:index]):
+        if previous.strip():
+            match = _MARKER.match(previous.strip())
+            return (match.group(1), match.group(2)) if match else (None, None)
+    return None, None
+
+
+def blocks(path: Path) -> list[Block]:
+    lines = path.read_text().splitlines()
+    found: list[Block] = []
+    i = 0
+    while i < len(lines):
+        fence = _FENCE.match(lines[i])
+        if fence is None:
+            i += 1
+            continue
+        end = i + 1
+        while end < len(lines) and lines[end].rstrip() != "```":
+            end += 1
+        marker, argument = _marker_above(lines, i)
+        found.append(
+            Block(
+                path=path,
+                line=i + 1,
+                language=fence.group(1),
+                body="\n".join(lines[i + 1 : end]),
+                marker=marker,
+                argument=argument,
+                end_line=end + 1,
+            )
+        )
+        i = end + 1
+    return found
+
+
+def all_blocks() -> list[Block]:
+    return [block for path in doc_files() for block in blocks(path)]
+
+
+def included_source(reference: str) -> str:
+    """The text an include marker names: a whole example file or one region of it."""
+    file_name, _, region = reference.partition("#")
+    source = (DOCS / file_name).read_text().rstrip("\n")
+    if not region:
+        return source
+    pattern = re.compile(
+        rf"^[ \t]*# docs: start {re.escape(region)}\n(.*?)^[ \t]*# docs: end {re.escape(region)}$",
+        re.MULTILINE | re.DOTALL,
+    )
+    match = pattern.search(source)
+    if match is None:
+        raise AssertionError(f"{file_name} has no region {region!r}")
+    return textwrap.dedent(match.group(1)).rstrip("\n")
+
+
+def output_block(key: str) -> str:
+    [block] = [b for b in all_blocks() if b.marker == "output" and b.argument == key]
+    return block.body
+
+
+# --- tables generated from the code ---------------------------------------------------------
+
+_DEFAULT_FACTORIES = {
+    "worker_id": "`<host>-<pid>-<6 hex digits>`",
+    "embedded_data_dir": "`~/.local/share/curate/pgdata` (per-user data directory)",
+}
+_VALIDATED = {
+    "database_url": "`postgresql+asyncpg://`, `postgresql://` or `postgres://` URL",
+    "database_schema": "lower-case SQL identifier",
+    "log_level": "one of `TRACE`, `DEBUG`, `INFO`, `SUCCESS`, `WARNING`, `ERROR`, `CRITICAL`"
+    " (any case)",
+}
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _type_name(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Literal:
+        return "str"
+    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return _type_name(args[0])
+    return {int: "int", float: "float", str: "str", Path: "path"}[annotation]
+
+
+def _default(name: str, field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        return _DEFAULT_FACTORIES[name]
+    if field.default is None:
+        return "unset"
+    if isinstance(field.default, str):
+        return f"`{field.default}`"
+    return f"`{_number(field.default)}`"
+
+
+def _allowed(name: str, field: FieldInfo) -> str:
+    if name in _VALIDATED:
+        return _VALIDATED[name]
+    parts = []
+    for rule in field.metadata:
+        if isinstance(rule, Gt):
+            parts.append(f"> {_number(rule.gt)}")  # type: ignore[arg-type]
+        elif isinstance(rule, Ge):
+            parts.append(f"≥ {_number(rule.ge)}")  # type: ignore[arg-type]
+        elif isinstance(rule, Lt):
+            parts.append(f"< {_number(rule.lt)}")  # type: ignore[arg-type]
+        elif isinstance(rule, Le):
+            parts.append(f"≤ {_number(rule.le)}")  # type: ignore[arg-type]
+        elif isinstance(rule, MinLen):
+            parts.append(f"length ≥ {rule.min_length}")
+        elif isinstance(rule, MaxLen):
+            parts.append(f"length ≤ {rule.max_length}")
+    return ", ".join(parts) or "any"
+
+
+def _workflow_argument(name: str) -> str:
+    if name in inspect.signature(curate.Workflow).parameters:
+        return f"`{name}`"
+    policy_field = name.removeprefix("retry_")
+    assert policy_field in inspect.signature(curate.RetryPolicy).parameters, name
+    return f"`retry.{policy_field}`"
+
+
+def settings_rows(kind: str) -> dict[str, list[str]]:
+    """The generated leading cells of each row, keyed by the variable cell."""
+    model: type[CurateSettings] | type[WorkflowSettings]
+    model, prefix = (
+        (CurateSettings, "CURATE_") if kind == "curate" else (WorkflowSettings, "<NAME>_SCHEDULER_")
+    )
+    rows = {}
+    for name, field in model.model_fields.items():
+        variable = f"`{prefix}{name.upper()}`"
+        cells = [
+            variable,
+            _type_name(field.annotation),
+            _default(name, field),
+            _allowed(name, field),
+        ]
+        if kind == "workflow":
+            cells.insert(1, _workflow_argument(name))
+        rows[variable] = cells
+    return rows
+
+
+def columns_rows() -> dict[str, list[str]]:
+    rows = {}
+    for column in curate.workflow_columns("thumbnail"):
+        if isinstance(column.type, SAEnum):
+            kind = f"enum `{column.type.name}`: {', '.join(column.type.enums)}"
+        else:
+            kind = f"`{column.type.compile(dialect=postgresql.dialect()).lower()}`"
+        default = f"`{column.server_default.arg}`" if column.server_default else "—"  # type: ignore[attr-defined]
+        name = f"`{column.name}`"
+        rows[name] = [name, kind, "yes" if column.nullable else "no", default]
+    return rows
+
+
+def _render_default(value: Any) -> str:
+    if value is inspect.Parameter.empty:
+        return "required"
+    if isinstance(value, type):
+        return f"`{value.__name__}`"
+    if isinstance(value, float):
+        return f"`{_number(value)}`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    return f"`{value!r}`"
+
+
+def params_rows(dotted_name: str) -> dict[str, list[str]]:
+    """Parameters of a function or class (fields of a dataclass) and their defaults."""
+    module_name, _, attribute = dotted_name.rpartition(".")
+    target = getattr(importlib.import_module(module_name), attribute)
+    rows = {}
+    if dataclasses.is_dataclass(target):
+        for field in dataclasses.fields(target):
+            if field.default is not dataclasses.MISSING:
+                default = _render_default(field.default)
+            elif field.default_factory is not dataclasses.MISSING:
+                default = _render_default(field.default_factory())
+            else:
+                default = "required"
+            rows[f"`{field.name}`"] = [f"`{field.name}`", default]
+    else:
+        for name, parameter in inspect.signature(target).parameters.items():
+            rows[f"`{name}`"] = [f"`{name}`", _render_default(parameter.default)]
+    return rows
+
+
+def generated_rows(kind: str, argument: str | None) -> dict[str, list[str]]:
+    if kind == "settings-table" and argument in ("curate", "workflow"):
+        return settings_rows(argument)
+    if kind == "columns-table":
+        return columns_rows()
+    if kind == "params-table" and argument:
+        return params_rows(argument)
+    raise AssertionError(f"unknown table marker {kind}: {argument}")
+
+
+_TABLE_KINDS = ("settings-table", "columns-table", "params-table")
+
+
+@dataclass
+class Table:
+    path: Path
+    key: tuple[str, str | None]
+    header_line: int  # 0-based index of the header row
+    rows: list[list[str]]
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def tables(path: Path) -> list[Table]:
+    lines = path.read_text().splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        match = _MARKER.match(line.strip())
+        if match is None or match.group(1) not in _TABLE_KINDS:
+            continue
+        header = i + 1
+        while not lines[header].strip():
+            header += 1
+        end = header + 2
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        rows = [_cells(row) for row in lines[header + 2 : end]]
+        found.append(Table(path, (match.group(1), match.group(2)), header, rows))
+    return found
+
+
+def all_tables() -> list[Table]:
+    return [table for path in doc_files() for table in tables(path)]
+
+
+# --- rewriting (python -m tests.test_docs --write) ------------------------------------------
+
+
+def write() -> None:
+    for path in doc_files():
+        lines = path.read_text().splitlines()
+        for block in reversed(blocks(path)):
+            if block.marker == "include" and block.argument:
+                body = included_source(block.argument).splitlines()
+                lines[block.line : block.end_line - 1] = body
+        for table in reversed(tables(path)):
+            generated = generated_rows(*table.key)
+            free = {row[0]: row[len(next(iter(generated.values()))) :] for row in table.rows}
+            width = len(_cells(lines[table.header_line]))
+            new_rows = []
+            for key, cells in generated.items():
+                rest = free.get(key) or [""] * (width - len(cells))
+                new_rows.append("| " + " | ".join(cells + rest) + " |")
+            start = table.header_line + 2
+            lines[start : start + len(table.rows)] = new_rows
+        path.write_text("\n".join(lines) + "\n")
+
+
+# --- the docs themselves --------------------------------------------------------------------
+
+
+def test_every_python_block_is_executed_or_marked_not_run() -> None:
+    unmarked = [
+        block.where()
+        for block in all_blocks()
+        if block.language in ("python", "py", "python3")
+        and not (block.marker == "include" or (block.marker == "not-run" and block.argument))
+    ]
+    assert not unmarked, (
+        "python blocks need <!-- include: examples/... --> (an executed example) or"
+        f" <!-- not-run: reason -->: {unmarked}"
+    )
+
+
+def test_included_blocks_match_their_example_files() -> None:
+    stale = []
+    for block in all_blocks():
+        if block.marker != "include":
+            continue
+        assert block.argument, block.where()
+        file_name = block.argument.partition("#")[0]
+        assert file_name.startswith("examples/"), f"{block.where()}: include from examples/"
+        assert file_name.removeprefix("examples/") in EXECUTED_BY, (
+            f"{block.where()}: {file_name} is not executed by any test"
+        )
+        if block.body != included_source(block.argument):
+            stale.append(block.where())
+    assert not stale, f"blocks differ from their files (python -m tests.test_docs --write): {stale}"
+
+
+def test_every_example_file_is_executed_by_a_test() -> None:
+    files = {
+        str(p.relative_to(EXAMPLES))
+        for p in EXAMPLES.rglob("*.py")
+        if p.name != "__init__.py" and "__pycache__" not in p.parts
+    }
+    assert files == set(EXECUTED_BY)
+    module = sys.modules[__name__]
+    for test_name in {*EXECUTED_BY.values(), *OUTPUT_CHECKED_BY.values()}:
+        assert callable(getattr(module, test_name, None)), test_name
+
+
+def test_every_output_block_is_checked() -> None:
+    keys = [b.argument for b in all_blocks() if b.marker == "output"]
+    assert sorted(keys) == sorted(OUTPUT_CHECKED_BY)
+
+
+def test_not_run_markers_give_a_reason() -> None:
+    for block in all_blocks():
+        if block.marker == "not-run":
+            assert block.argument, f"{block.where()}: say why the block is not run"
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown file."""
+    anchors = set()
+    for heading in re.findall(r"^#+ (.+)$", path.read_text(), re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+def test_relative_links_resolve() -> None:
+    broken = []
+    for path in doc_files():
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", path.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            linked = (path.parent / target) if target else path
+            if not linked.exists():
+                broken.append(f"{path.relative_to(ROOT)}: {target}")
+            elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+                broken.append(f"{path.relative_to(ROOT)}: {target}#{anchor}")
+    assert not broken, broken
+
+
+def test_documented_default_factories() -> None:
+    """The two defaults the settings tables describe in words rather than generate."""
+    from curate.settings import default_embedded_data_dir, default_worker_id
+
+    assert re.fullmatch(r".+-\d+-[0-9a-f]{6}", default_worker_id())
+    if sys.platform == "linux" and "XDG_DATA_HOME" not in os.environ:
+        expected = Path("~/.local/share/curate/pgdata").expanduser()
+        assert default_embedded_data_dir() == expected
+
+
+def test_generated_tables_match_the_code() -> None:
+    found = all_tables()
+    kinds = {table.key for table in found}
+    assert {("settings-table", "curate"), ("settings-table", "workflow")} <= kinds
+    assert ("columns-table", None) in kinds
+    for table in found:
+        expected = generated_rows(*table.key)
+        width = len(next(iter(expected.values())))
+        documented = {row[0]: row[:width] for row in table.rows}
+        assert documented == expected, (
+            f"{table.path.relative_to(ROOT)}:{table.header_line + 1}: table {table.key} differs"
+            " from the code (python -m tests.test_docs --write)"
+        )
+
+
+def test_public_names_are_in_the_reference() -> None:
+    reference = "\n".join(p.read_text() for p in (DOCS / "reference").glob("*.md"))
+    missing = [
+        name
+        for name in curate.__all__
+        if not re.search(rf"`(curate\.)?{re.escape(name)}\b", reference)
+    ]
+    assert not missing, f"exported but not in docs/reference: {missing}"
+
+
+def test_documented_error_length_is_the_real_one() -> None:
+    assert f"{ERROR_MAX_LENGTH:,}" in (DOCS / "reference" / "columns.md").read_text()
+
+
+# --- executing the examples -----------------------------------------------------------------
+
+
+def example(module_name: str) -> Any:
+    return importlib.import_module(module_name)
+
+
+def load_migration(file_name: str) -> Any:
+    path = EXAMPLES / "migrations" / file_name
+    spec = importlib.util.spec_from_file_location(f"docs_migration_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def create_photos_tables(engine: AsyncEngine) -> None:
+    models = example("photos.models")
+    async with engine.begin() as conn:
+        await conn.run_sync(models.Base.metadata.create_all)
+
+
+async def photo_rows(engine: AsyncEngine) -> dict[int, Any]:
+    models = example("photos.models")
+    async with engine.connect() as conn:
+        result = await conn.execute(select(models.Photo.__table__))
+        return {row.id: row for row in result}
+
+
+async def test_tutorial_run_once(
+    settings: curate.CurateSettings, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await example("tutorial_run_once").main(settings)
+
+    printed = capsys.readouterr().out.rstrip("\n")
+    assert printed == output_block("tutorial-run-once")
+    rows = await photo_rows(engine)
+    assert rows[1].thumbnail_status == "Complete"
+    assert (rows[1].thumb_width, rows[1].thumb_height) == (128, 96)
+    assert (rows[3].thumbnail_status, rows[3].thumbnail_attempts) == ("Error", 1)
+    assert rows[4].thumbnail_status is None
+
+
+async def test_tutorial_scheduler(
+    settings: curate.CurateSettings, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scheduler_module = example("photos.services.thumbnail_scheduler")
+    await asyncio.wait_for(example("tutorial_scheduler").main(settings), timeout=30)
+
+    assert capsys.readouterr().out == "100 complete, 0 failed\n"
+    rows = await photo_rows(engine)
+    assert {row.thumbnail_status for row in rows.values()} == {"Complete"}
+    assert {row.thumbnail_claimed_by for row in rows.values()} == {settings.worker_id}
+
+    # The job the setup function registers follows the naming convention.
+    scheduler_module.setup_thumbnail_scheduler()
+    job = scheduling.get_scheduler().get_job("process_pending_thumbnails")
+    assert job.func is scheduler_module.process_pending_thumbnails
+    assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, None)
+    assert job.trigger.interval.total_seconds() == 5
+
+
+async def test_fastapi_app(
+    settings: curate.CurateSettings,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lifespan reads CURATE_* from the environment, as a deployed app does."""
+    assert settings.database_url and settings.database_schema
+    monkeypatch.setenv("CURATE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CURATE_DATABASE_SCHEMA", settings.database_schema)
+    monkeypatch.setenv("CURATE_WORKER_ID", "docs-app")
+    monkeypatch.setenv("THUMBNAIL_SCHEDULER_INTERVAL_SECONDS", "0.1")
+    await create_photos_tables(engine)
+    models = example("photos.models")
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(models.Photo),
+            [
+                {"id": 1, "url": "https://example.org/1.jpg", "width": 300, "height": 600},
+                {"id": 2, "url": "https://example.org/2.jpg", "width": 0, "height": 10},
+            ],
+        )
+    app = example("photos.app").app
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client,
+    ):
+        for photo_id in (1, 2):
+            response = await client.put(
+                f"/photos/{photo_id}/curation-status", params={"status": "Selected"}
+            )
+            assert response.status_code == 200, response.text
+        missing = await client.put("/photos/99/curation-status", params={"status": "Selected"})
+        assert missing.status_code == 404
+
+        async def settled() -> bool:
+            states = [(await client.get(f"/photos/{n}")).json() for n in (1, 2)]
+            return all(s["thumbnail_status"] in ("Complete", "Error") for s in states)
+
+        await wait_until(settled, seconds=15, what="both photos to settle")
+        first = (await client.get("/photos/1")).json()
+        second = (await client.get("/photos/2")).json()
+
+    assert first == {
+        "id": 1,
+        "curation_status": "Selected",
+        "thumbnail_status": "Complete",
+        "thumbnail_error": None,
+        "thumbnail_attempts": 1,
+        "thumbnail": [64, 128],
+    }
+    assert second["thumbnail_status"] == "Error"
+    assert second["thumbnail_error"] == "NonRetryableError: photo 2 has no size (0x10)"
+    assert (await photo_rows(engine))[1].thumbnail_claimed_by == "docs-app"
+
+
+SITEMAP = (
+    '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+    "<url><loc>https://example.org/a</loc></url>"
+    "<url><loc>https://example.org/b</loc></url>"
+    "</urlset>"
+)
+EMPTY_SITEMAP = '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"></urlset>'
+
+
+async def queue_sitemap_files(engine: AsyncEngine) -> dict[str, uuid.UUID]:
+    models = example("seed_port.models")
+    ids = {"good": uuid.uuid4(), "malformed": uuid.uuid4(), "empty": uuid.uuid4()}
+    contents = {"good": SITEMAP, "malformed": "<urlset><url>", "empty": EMPTY_SITEMAP}
+    async with engine.begin() as conn:
+        await conn.run_sync(models.Base.metadata.create_all)
+        await conn.execute(
+            insert(models.SitemapFile),
+            [
+                {
+                    "id": ids[kind],
+                    "content": contents[kind],
+                    "sitemap_import_status": models.SitemapImportProcessStatus.Queued,
+                }
+                for kind in ids
+            ],
+        )
+    return ids
+
+
+async def sitemap_outcomes(engine: AsyncEngine, ids: dict[str, uuid.UUID]) -> dict[str, Any]:
+    models = example("seed_port.models")
+    async with engine.connect() as conn:
+        files = {row.id: row for row in await conn.execute(select(models.SitemapFile.__table__))}
+        pages = (await conn.execute(select(models.Page.sitemap_file_id))).scalars().all()
+    return {
+        kind: (
+            files[item_id].sitemap_import_status.value,
+            files[item_id].sitemap_import_error,
+            pages.count(item_id),
+        )
+        for kind, item_id in ids.items()
+    }
+
+
+async def test_seed_port_scheduler(runtime: curate.Runtime, engine: AsyncEngine) -> None:
+    scheduler_module = example("seed_port.sitemap_import_scheduler")
+    ids = await queue_sitemap_files(engine)
+
+    await scheduler_module.process_pending_sitemap_imports()
+
+    outcomes = await sitemap_outcomes(engine, ids)
+    assert outcomes["good"] == ("Complete", None, 2)
+    assert outcomes["empty"] == ("Complete", None, 0)
+    status, error, pages = outcomes["malformed"]
+    assert (status, pages) == ("Error", 0)
+    assert error.startswith("ParseError: ")
+
+    scheduler_module.setup_sitemap_import_scheduler()
+    job = scheduling.get_scheduler().get_job("process_pending_sitemap_imports")
+    assert job.func is scheduler_module.process_pending_sitemap_imports
+    assert (job.max_instances, job.coalesce) == (1, True)
+
+
+@pytest.mark.parametrize(
+    "service_name",
+    [
+        "process_single_sitemap_file",
+        "process_single_sitemap_file_in_transaction",
+        "process_single_sitemap_file_committing",
+    ],
+)
+async def test_seed_port_session_styles(
+    runtime: curate.Runtime, engine: AsyncEngine, service_name: str
+) -> None:
+    """Each way of handling the session ends with the same rows; a final status stands."""
+    models = example("seed_port.models")
+    service = getattr(example("seed_port.sitemap_import_service"), service_name)
+    status = models.SitemapImportProcessStatus
+    ids = await queue_sitemap_files(engine)
+
+    result = await curate.run_job_loop(
+        model=models.SitemapFile,
+        status_enum=status,
+        queued_status=status.Queued,
+        processing_status=status.Processing,
+        completed_status=status.Complete,
+        failed_status=status.Error,
+        processing_function=service,
+        batch_size=2,
+        status_field_name="sitemap_import_status",
+        error_field_name="sitemap_import_error",
+    )
+
+    outcomes = await sitemap_outcomes(engine, ids)
+    assert outcomes["good"] == ("Complete", None, 2)
+    assert outcomes["malformed"][0] == "Error"
+    if service_name == "process_single_sitemap_file_committing":
+        assert outcomes["empty"] == ("Error", "the sitemap lists no pages", 0)
+        assert (result.completed, result.failed) == (1, 2)
+    else:
+        assert outcomes["empty"] == ("Complete", None, 0)
+        assert (result.completed, result.failed) == (2, 1)
+
+
+async def test_seed_port_as_a_workflow(runtime: curate.Runtime, engine: AsyncEngine) -> None:
+    """A seed table without curate's bookkeeping columns: no retries, failures end Error."""
+    module = example("seed_port.sitemap_import_workflow")
+    ids = await queue_sitemap_files(engine)
+
+    await module.process_pending_sitemap_imports()
+
+    outcomes = await sitemap_outcomes(engine, ids)
+    assert outcomes["good"] == ("Complete", None, 2)
+    assert outcomes["empty"] == ("Complete", None, 0)
+    assert outcomes["malformed"][0] == "Error"
+    binding = module.sitemap_import_workflow.binding
+    assert (binding.can_retry, binding.fences_by_claim) == (False, False)
+
+
+def test_run_job_loop_uses_the_workflow_defaults() -> None:
+    """run_job_loop.md: the seed call's timeout and run budget are the settings' defaults."""
+    from curate.engine.config import RunConfig
+
+    fields = WorkflowSettings.model_fields
+    config = RunConfig()
+    for name in ("timeout_seconds", "run_max_items", "run_max_seconds", "lease_seconds"):
+        assert getattr(config, name) == fields[name].default, name
+
+
+def _run_migration(function: Callable[[], None]) -> Callable[[Any], None]:
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    def run(sync_connection: Any) -> None:
+        with Operations.context(MigrationContext.configure(sync_connection)):
+            function()
+
+    return run
+
+
+async def test_migrations_up_down_up(runtime: curate.Runtime, engine: AsyncEngine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    create_photos = load_migration("0001_create_photos.py")
+    add_thumbnail = load_migration("0002_add_thumbnail_workflow.py")
+    assert add_thumbnail.down_revision == create_photos.revision
+    models = example("photos.models")
+
+    async def photos_columns() -> set[str]:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda c: {col["name"] for col in sa_inspect(c).get_columns("photos")}
+            )
+
+    async def photos_indexes() -> dict[str, Any]:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda c: {ix["name"]: ix for ix in sa_inspect(c).get_indexes("photos")}
+            )
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_run_migration(create_photos.upgrade))
+    base_columns = await photos_columns()
+    async with engine.begin() as conn:
+        await conn.run_sync(_run_migration(add_thumbnail.upgrade))
+
+    workflow_columns = {c.name for c in curate.workflow_columns("thumbnail")}
+    assert await photos_columns() == base_columns | workflow_columns
+    index = (await photos_indexes())["ix_photos_thumbnail_queued"]
+    assert index["column_names"] == ["id"]
+    assert "Queued" in index["dialect_options"]["postgresql_where"]
+
+    def differences(sync_connection: Any) -> list[Any]:
+        context = MigrationContext.configure(sync_connection, opts={"compare_type": True})
+        return compare_metadata(context, models.Base.metadata)
+
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(differences)
+    photos_diff = [d for d in diff if "photos" in repr(d)]
+    assert photos_diff == [], "the migrations and photos/models.py disagree"
+
+    # The migrated table runs the workflow.
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(models.Photo),
+            [{"id": 1, "url": "https://example.org/1.jpg", "width": 256, "height": 256}],
+        )
+    thumbnail_workflow = example("photos.services.thumbnail_scheduler").thumbnail_workflow
+    sessionmaker = await runtime.database.sessionmaker()
+    async with sessionmaker() as session, session.begin():
+        await thumbnail_workflow.queue(session, [1])
+    assert (await thumbnail_workflow.run()).completed == 1
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_run_migration(add_thumbnail.downgrade))
+    assert await photos_columns() == base_columns
+    assert "ix_photos_thumbnail_queued" not in await photos_indexes()
+    async with engine.connect() as conn:
+        types_left = await conn.scalar(
+            text("SELECT count(*) FROM pg_type WHERE typname = 'thumbnail_status'")
+        )
+    assert types_left == 0
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_run_migration(add_thumbnail.upgrade))
+    assert await photos_columns() == base_columns | workflow_columns
+    async with engine.begin() as conn:
+        await conn.run_sync(_run_migration(add_thumbnail.downgrade))
+        await conn.run_sync(_run_migration(create_photos.downgrade))
+
+
+# --- what configure.md and settings.md claim ------------------------------------------------
+
+
+def test_invalid_settings_messages(
+    settings: curate.CurateSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scheduler_module = example("photos.services.thumbnail_scheduler")
+    curate.configure(settings)
+    monkeypatch.setenv("THUMBNAIL_SCHEDULER_INTERVAL_SECONDS", "soon")
+    monkeypatch.setenv("THUMBNAIL_SCHEDULER_BATCH_SIZE", "0")
+    with pytest.raises(curate.ConfigurationError) as workflow_error:
+        scheduler_module.setup_thumbnail_scheduler()
+    assert f"curate.errors.ConfigurationError: {workflow_error.value}" == output_block(
+        "invalid-workflow-settings"
+    )
+
+    monkeypatch.setenv("CURATE_DATABASE_URL", "mysql://db.example.org/app")
+    monkeypatch.setenv("CURATE_POOL_SIZE", "0")
+    with pytest.raises(curate.ConfigurationError) as curate_error:
+        curate.CurateSettings()
+    assert f"curate.errors.ConfigurationError: {curate_error.value}" == output_block(
+        "invalid-curate-settings"
+    )
+
+
+def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Init arguments > environment > .env for CurateSettings; environment > .env > code
+    values > defaults for a workflow's settings (configure.md)."""
+    thumbnail_workflow = example("photos.services.thumbnail_scheduler").thumbnail_workflow
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "CURATE_WORKER_ID=from-dotenv\n"
+        "CURATE_POOL_SIZE=3\n"
+        "THUMBNAIL_SCHEDULER_BATCH_SIZE=7\n"
+        "THUMBNAIL_SCHEDULER_CONCURRENCY=2\n"
+    )
+    monkeypatch.setenv("CURATE_POOL_SIZE", "4")
+    monkeypatch.setenv("THUMBNAIL_SCHEDULER_CONCURRENCY", "8")
+
+    process = CurateSettings()
+    assert (process.worker_id, process.pool_size) == ("from-dotenv", 4)
+    assert CurateSettings(pool_size=6).pool_size == 6
+
+    flow = thumbnail_workflow.load_settings()
+    assert flow.batch_size == 7  # .env over the code value 20
+    assert flow.concurrency == 8  # environment over .env and the code value 4
+    assert flow.interval_seconds == 5  # the code value over the default
+    assert flow.max_instances == WorkflowSettings.model_fields["max_instances"].default
+
+
+def test_failure_text_is_cut_and_nul_bytes_escaped() -> None:
+    """columns.md: `ExceptionType: message`, NUL bytes escaped, at most ERROR_MAX_LENGTH."""
+    from curate.engine.outcome import format_error
+
+    text_ = format_error(ValueError("a\x00b" + "x" * 5_000))
+    assert text_.startswith("ValueError: a\\x00b")
+    assert len(text_) == ERROR_MAX_LENGTH
+    assert text_.endswith(" more characters cut]")
+    assert format_error(KeyError()) == "KeyError"
+
+
+def _main(argv: list[str]) -> int:
+    if argv == ["--write"]:
+        write()
+        return 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
