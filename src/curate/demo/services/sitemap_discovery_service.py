@@ -1,0 +1,45 @@
+"""Sitemap discovery for one domain: read robots.txt, create and queue its sitemap files."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from curate.demo.context import get_context
+from curate.demo.curation import select_and_queue
+from curate.demo.models import Domain, SitemapFile
+from curate.demo.services.sitemap_import_scheduler import sitemap_import
+
+
+async def process_single_sitemap_discovery(item_id: uuid.UUID, session: AsyncSession) -> None:
+    """Create a sitemap file for each ``Sitemap:`` line of the domain's robots.txt.
+
+    The new files are selected and queued for import in this transaction, which curate
+    commits together with the domain's Complete. Files already known are left alone, so
+    discovering a domain again is harmless.
+    """
+    context = get_context()
+    domain = await session.get_one(Domain, item_id)
+    robots = await context.fetch_text(f"{context.base_url}/{domain.name}/robots.txt")
+    rows = [{"domain_id": domain.id, "url": url} for url in sitemap_urls(robots)]
+    if not rows:
+        return
+    created = await session.scalars(
+        insert(SitemapFile)
+        .on_conflict_do_nothing(index_elements=["url"])
+        .returning(SitemapFile.id),
+        rows,
+    )
+    await select_and_queue(session, sitemap_import, created.all())
+
+
+def sitemap_urls(robots_txt: str) -> list[str]:
+    """The URLs of the ``Sitemap:`` lines (the field name is case-insensitive)."""
+    urls = []
+    for line in robots_txt.splitlines():
+        field, _, value = line.partition(":")
+        if field.strip().lower() == "sitemap" and value.strip():
+            urls.append(value.strip())
+    return urls

@@ -1,0 +1,85 @@
+"""The demo's Alembic migrations on real PostgreSQL: upgrade → downgrade → upgrade."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import curate
+from curate.demo import schema as demo_schema
+
+TABLES = {
+    "domains": "sitemap_discovery",
+    "sitemap_files": "sitemap_import",
+    "pages": "page_curation",
+}
+WORKFLOW_COLUMN_SUFFIXES = ("status", "error", "attempts", "run_after", "claimed_by", "lease_until")
+ENUM_TYPES = {"curation_status", *(f"{prefix}_status" for prefix in TABLES.values())}
+
+
+@pytest.fixture
+async def migrator(settings: curate.CurateSettings) -> AsyncIterator[curate.Runtime]:
+    runtime = curate.configure(settings)
+    yield runtime
+    await runtime.database.dispose()
+
+
+async def catalog(engine: AsyncEngine, schema_name: str) -> dict[str, set[str]]:
+    """Tables, columns, enum types and partial indexes of ``schema_name``."""
+    queries = {
+        "tables": "SELECT table_name FROM information_schema.tables WHERE table_schema = :s",
+        "columns": "SELECT table_name || '.' || column_name FROM information_schema.columns"
+        " WHERE table_schema = :s",
+        "enums": "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+        " WHERE n.nspname = :s AND t.typtype = 'e'",
+        "partial_indexes": "SELECT indexname || ': ' || indexdef FROM pg_indexes"
+        " WHERE schemaname = :s AND indexdef LIKE '% WHERE %'",
+        "versions": "SELECT version_num FROM alembic_version",
+    }
+    found: dict[str, set[str]] = {}
+    async with engine.connect() as conn:
+        await conn.execute(text(f"SET search_path TO {schema_name}"))
+        for name, query in queries.items():
+            found[name] = set((await conn.execute(text(query), {"s": schema_name})).scalars())
+    return found
+
+
+async def test_upgrade_downgrade_upgrade(
+    migrator: curate.Runtime, admin_engine: AsyncEngine, schema: str
+) -> None:
+    await demo_schema.upgrade(migrator)
+    found = await catalog(admin_engine, schema)
+    assert found["tables"] == {*TABLES, "alembic_version"}
+    assert found["versions"] == {"0001"}
+    for table, prefix in TABLES.items():
+        for suffix in WORKFLOW_COLUMN_SUFFIXES:
+            assert f"{table}.{prefix}_{suffix}" in found["columns"]
+        assert f"{table}.curation_status" in found["columns"]
+        assert f"{table}.updated_at" in found["columns"]
+    assert found["enums"] == ENUM_TYPES
+    assert {index.split(":")[0] for index in found["partial_indexes"]} == {
+        f"ix_{table}_{prefix}_queued" for table, prefix in TABLES.items()
+    }
+    assert all("_status = 'Queued'" in index for index in found["partial_indexes"])
+
+    await demo_schema.downgrade(migrator)
+    found = await catalog(admin_engine, schema)
+    assert found["tables"] == {"alembic_version"}
+    assert found["versions"] == set()
+    assert found["enums"] == set()
+    assert found["partial_indexes"] == set()
+
+    await demo_schema.upgrade(migrator)
+    found = await catalog(admin_engine, schema)
+    assert found["tables"] == {*TABLES, "alembic_version"}
+    assert found["enums"] == ENUM_TYPES
+    assert len(found["partial_indexes"]) == 3
+
+
+def test_missing_migrations_are_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(curate.ConfigurationError, match="migrations were not found"):
+        demo_schema.alembic_config(tmp_path)
