@@ -49,6 +49,7 @@ def upgrade() -> None:
         "domains",
         *common_columns(),
         sa.Column("name", sa.String(253), nullable=False, unique=True),
+        sa.Column("url", sa.Text(), nullable=False),
     )
     op.create_table(
         "sitemap_files",

@@ -1,7 +1,8 @@
-"""What the demo's services need from the process: the site's address and an HTTP client.
+"""What the demo's services share in the process: one HTTP client (one connection pool).
 
 The runner (or the app's lifespan) sets it once the site is serving; services read it
-with `get_context()`. Library code never reads the environment for it.
+with `get_context()`. Where to fetch is on the rows themselves (absolute URLs), so any
+process running the workflows can work on any row.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ class ServerError(Exception):
 
 @dataclass(frozen=True)
 class DemoContext:
-    base_url: str
-    """Where the generated site is served, e.g. ``http://127.0.0.1:41234``."""
     http: httpx.AsyncClient
 
     async def fetch_text(self, url: str) -> str:

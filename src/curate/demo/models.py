@@ -42,11 +42,12 @@ class Base(DeclarativeBase):
 
 
 class Domain(workflow_mixin("sitemap_discovery"), Base):  # type: ignore[misc]
-    """A web site to crawl; sitemap discovery reads its robots.txt."""
+    """A web site to crawl; sitemap discovery reads the robots.txt under its URL."""
 
     __tablename__ = "domains"
 
     name: Mapped[str] = mapped_column(String(253), unique=True)
+    url: Mapped[str] = mapped_column(Text)
 
 
 class SitemapFile(workflow_mixin("sitemap_import"), Base):  # type: ignore[misc]

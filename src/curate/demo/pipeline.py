@@ -41,11 +41,11 @@ StatusCounts = dict[str, dict[str, int]]
 """Workflow name → processing status → rows."""
 
 
-async def prepare_database(runtime: Runtime, site: DemoSite) -> None:
+async def prepare_database(runtime: Runtime, site: DemoSite, base_url: str) -> None:
     """Migrate, empty the demo's tables and seed the site's domains, selected and queued.
 
     Every run starts from a fresh seed, so running the demo again on the same database
-    gives the same outcome.
+    gives the same outcome. The rows carry absolute URLs of the site at ``base_url``.
     """
     await schema.upgrade(runtime)
     sessionmaker = await runtime.database.sessionmaker()
@@ -55,7 +55,8 @@ async def prepare_database(runtime: Runtime, site: DemoSite) -> None:
         tables = ", ".join(workflow.binding.table.name for workflow in WORKFLOWS)
         await session.execute(text(f"TRUNCATE {tables}"))
         ids = await session.scalars(
-            insert(Domain).returning(Domain.id), [{"name": n} for n in site.domain_names()]
+            insert(Domain).returning(Domain.id),
+            [{"name": name, "url": url} for name, url in site.domain_urls(base_url).items()],
         )
         await select_and_queue(session, sitemap_discovery, ids.all())
 
@@ -71,10 +72,10 @@ async def running_demo(settings: CurateSettings, site: DemoSite) -> AsyncIterato
     for workflow in WORKFLOWS:  # bad <NAME>_SCHEDULER_* values stop us before any write
         runtime.workflow_settings(workflow)
     try:
-        await prepare_database(runtime, site)
         with serve_site(site) as base_url:
+            await prepare_database(runtime, site, base_url)
             async with httpx.AsyncClient(timeout=10.0) as http:
-                set_context(DemoContext(base_url=base_url, http=http))
+                set_context(DemoContext(http=http))
                 try:
                     setup_sitemap_discovery_scheduler()
                     setup_sitemap_import_scheduler()

@@ -47,6 +47,10 @@ class DemoSite:
     def domain_names(self) -> list[str]:
         return [f"site-{d:03d}" for d in range(self.domains)]
 
+    def domain_urls(self, base_url: str) -> dict[str, str]:
+        """Each domain's home: ``<base_url>/<name>/``."""
+        return {name: f"{base_url}/{name}/" for name in self.domain_names()}
+
     def _sitemaps(self) -> Iterator[tuple[int, str, int]]:
         """(index over the whole site, domain name, index within the domain)."""
         for domain, name in enumerate(self.domain_names()):
@@ -91,10 +95,9 @@ class DemoSite:
     def documents(self, base_url: str) -> dict[str, Document]:
         """Every path the site serves, with its content (URLs in it start ``base_url``)."""
         docs: dict[str, Document] = {}
-        for name in self.domain_names():
+        for name, home in self.domain_urls(base_url).items():
             robots = "User-agent: *\nAllow: /\n" + "".join(
-                f"Sitemap: {base_url}/{name}/sitemap-{s}.xml\n"
-                for s in range(self.sitemaps_per_domain)
+                f"Sitemap: {home}sitemap-{s}.xml\n" for s in range(self.sitemaps_per_domain)
             )
             docs[f"/{name}/robots.txt"] = Document("text/plain", robots)
         for index, name, sitemap in self._sitemaps():

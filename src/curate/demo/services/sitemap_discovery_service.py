@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urljoin
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,9 +21,8 @@ async def process_single_sitemap_discovery(item_id: uuid.UUID, session: AsyncSes
     commits together with the domain's Complete. Files already known are left alone, so
     discovering a domain again is harmless.
     """
-    context = get_context()
     domain = await session.get_one(Domain, item_id)
-    robots = await context.fetch_text(f"{context.base_url}/{domain.name}/robots.txt")
+    robots = await get_context().fetch_text(urljoin(domain.url, "robots.txt"))
     rows = [{"domain_id": domain.id, "url": url} for url in sitemap_urls(robots)]
     if not rows:
         return
