@@ -39,7 +39,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         return curate.CurateSettings(database_url=configured).database_url or configured
     if _local_server_answers():
         return LOCAL_SERVER
-    return start_embedded_postgres(Path(tmp_path_factory.mktemp("pg")) / "data")
+    return start_embedded_postgres(Path(tmp_path_factory.mktemp("pg")) / "data").url
 
 
 @pytest.fixture

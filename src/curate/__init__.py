@@ -12,6 +12,7 @@ from curate.errors import (
     ConfigurationError,
     CurateError,
     DatabaseUnavailableError,
+    ItemTimeoutError,
     NonRetryableError,
 )
 from curate.logs import configure_logging
@@ -27,6 +28,7 @@ __all__ = [
     "CurateError",
     "CurateSettings",
     "DatabaseUnavailableError",
+    "ItemTimeoutError",
     "NonRetryableError",
     "ProcessingStatus",
     "RetryPolicy",

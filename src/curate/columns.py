@@ -50,28 +50,33 @@ class ColumnNames:
         )
 
 
-def status_type(prefix: str, status_enum: type[enum.Enum] = ProcessingStatus) -> SAEnum:
+def status_type(
+    prefix: str, status_enum: type[enum.Enum] = ProcessingStatus, schema: str | None = None
+) -> SAEnum:
     """The PostgreSQL enum type of a workflow's status column, named ``<prefix>_status``."""
-    return SAEnum(status_enum, name=f"{prefix}_status")
+    return SAEnum(status_enum, name=f"{prefix}_status", schema=schema)
 
 
 def workflow_columns(
-    prefix: str, status_enum: type[enum.Enum] = ProcessingStatus
+    prefix: str, status_enum: type[enum.Enum] = ProcessingStatus, schema: str | None = None
 ) -> list[Column[object]]:
-    """Fresh `Column` objects for every column of the workflow ``prefix``."""
+    """Fresh `Column` objects for every column of the workflow ``prefix``.
+
+    ``schema`` is where the status enum type lives (default: the search path).
+    """
     return [
         Column(name, type_, nullable=nullable, server_default=default)
-        for name, type_, nullable, default in _column_specs(prefix, status_enum)
+        for name, type_, nullable, default in _column_specs(prefix, status_enum, schema)
     ]
 
 
 def _column_specs(
-    prefix: str, status_enum: type[enum.Enum]
+    prefix: str, status_enum: type[enum.Enum], schema: str | None = None
 ) -> list[tuple[str, TypeEngine[Any], bool, str | None]]:
     names = ColumnNames.for_prefix(prefix)
     assert names.attempts and names.run_after and names.claimed_by and names.lease_until
     return [
-        (names.status, status_type(prefix, status_enum), True, None),
+        (names.status, status_type(prefix, status_enum, schema), True, None),
         (names.error, Text(), True, None),
         (names.attempts, Integer(), False, "0"),
         (names.run_after, DateTime(timezone=True), True, None),

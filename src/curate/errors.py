@@ -29,3 +29,7 @@ class NonRetryableError(CurateError):
 
     The item goes straight to its failed status, whatever the retry policy says.
     """
+
+
+class ItemTimeoutError(TimeoutError):
+    """The service did not finish within the workflow's timeout (stored as the error)."""

@@ -30,16 +30,22 @@ def add_workflow_columns(
     prefix: str,
     *,
     status_enum: type[enum.Enum] = ProcessingStatus,
+    queued: str = "Queued",
     order_by: str = "id",
     schema: str | None = None,
 ) -> None:
-    """Create the status enum type, add the workflow's columns and its queued index."""
-    status_type(prefix, status_enum).create(op.get_bind(), checkfirst=True)
-    for column in workflow_columns(prefix, status_enum):
+    """Create the status enum type, add the workflow's columns and its queued index.
+
+    ``queued`` names the member of ``status_enum`` the partial index selects.
+    """
+    status_type(prefix, status_enum, schema=schema).create(op.get_bind(), checkfirst=True)
+    for column in workflow_columns(prefix, status_enum, schema=schema):
         if isinstance(column.type, sa.Enum):
             column.type.create_type = False
         op.add_column(table, column, schema=schema)
-    create_queued_index(table, prefix, status_enum=status_enum, order_by=order_by, schema=schema)
+    create_queued_index(
+        table, prefix, status_enum=status_enum, queued=queued, order_by=order_by, schema=schema
+    )
 
 
 def drop_workflow_columns(
@@ -53,7 +59,7 @@ def drop_workflow_columns(
     drop_queued_index(table, prefix, schema=schema)
     for column in reversed(workflow_columns(prefix, status_enum)):
         op.drop_column(table, column.name, schema=schema)
-    status_type(prefix, status_enum).drop(op.get_bind(), checkfirst=True)
+    status_type(prefix, status_enum, schema=schema).drop(op.get_bind(), checkfirst=True)
 
 
 def create_queued_index(

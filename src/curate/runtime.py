@@ -83,6 +83,10 @@ class Runtime:
         self.stats.setdefault(workflow.name, WorkflowStats()).add(result)
         return result
 
+    async def close(self) -> None:
+        """Close connections and let go of the embedded server (app shutdown)."""
+        await self.database.close()
+
     async def wait_for_runs(self, grace_seconds: float) -> bool:
         """Stop claiming and wait for running runs; True if all finished in time."""
         self.stopping = True

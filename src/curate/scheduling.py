@@ -78,9 +78,11 @@ def add_workflow_job(
 ) -> Job:
     """Register ``process_pending_<name>s`` for ``workflow``; bad settings raise here.
 
-    Settings are read and validated now, so a bad value stops the app at start-up.
+    Settings and the table's columns are checked now, so a mistake stops the app at
+    start-up instead of failing every scheduled run.
     """
     settings = (runtime or get_runtime()).workflow_settings(workflow)
+    _ = workflow.binding  # raises ConfigurationError naming a missing column
     job = add_interval_job(
         function,
         job_id=workflow.job_id,

@@ -47,7 +47,7 @@ class WorkflowStatements:
       means the claim was lost.
     - ``fail``: fenced on the claim and on Processing; re-queues after a delay or sets
       the failed status for good (``delay_seconds`` None).
-    - ``queue``: queues rows afresh (attempts 0, due now).
+    - ``queue``: queues rows afresh (attempts 0 unless the row is running, due now).
     - ``release``: fenced on the claim and on Processing; hands a claimed item that never
       started back to Queued, uncounting its attempt.
 
@@ -240,7 +240,10 @@ def _queue(binding: TableBinding) -> Update:
         **_touch(b),
     }
     if b.attempts is not None:
-        values[b.attempts] = 0
+        # A row queued while it runs keeps its count: the next claim's attempt number then
+        # differs from the running one's, whose outcome the fence refuses.
+        processing = b.status == b.status_value(b.statuses.processing)
+        values[b.attempts] = case((processing, b.attempts), else_=0)
     if b.run_after is not None:
         values[b.run_after] = null()
     return update(b.table).where(b.pk.in_(bindparam("curate_ids", expanding=True))).values(values)

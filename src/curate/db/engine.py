@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from curate.db.embedded import EmbeddedPostgres, start_embedded_postgres
 from curate.settings import CurateSettings
 
 
@@ -27,17 +28,17 @@ class Database:
     def __init__(self, settings: CurateSettings) -> None:
         self.settings = settings
         self._url: str | None = settings.database_url
+        self._embedded: EmbeddedPostgres | None = None
         self._engines: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
         self._sessionmakers: dict[asyncio.AbstractEventLoop, async_sessionmaker[AsyncSession]] = {}
 
     async def url(self) -> str:
         """The configured URL, or the embedded server's (started on first use)."""
         if self._url is None:
-            from curate.db.embedded import start_embedded_postgres
-
-            self._url = await asyncio.to_thread(
+            self._embedded = await asyncio.to_thread(
                 start_embedded_postgres, self.settings.embedded_data_dir
             )
+            self._url = self._embedded.url
         return self._url
 
     async def engine(self) -> AsyncEngine:
@@ -69,6 +70,18 @@ class Database:
         self._sessionmakers.pop(loop, None)
         if engine is not None:
             await engine.dispose()
+
+    async def close(self) -> None:
+        """At shutdown: close the loop's connections and let go of the embedded server.
+
+        An explicit release matters: servers such as uvicorn end the process by re-raising
+        SIGTERM, and then no exit handler runs.
+        """
+        await self.dispose()
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.release)
+            self._embedded = None
+            self._url = self.settings.database_url
 
     def _connect_args(self) -> dict[str, Any]:
         server_settings = {"application_name": f"curate {self.settings.worker_id}"[:63]}

@@ -16,10 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.outcome import Outcome, format_error, record_failure, record_success
-
-
-class ItemTimeoutError(TimeoutError):
-    """The service did not finish within the workflow's timeout."""
+from curate.errors import ItemTimeoutError
 
 
 async def execute_item(ctx: RunContext, item: ClaimedItem) -> Outcome:

@@ -33,7 +33,7 @@ def format_error(error: BaseException) -> str:
     text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     text = text.replace("\x00", "\\x00")
     if len(text) > ERROR_MAX_LENGTH:
-        marker = f"… [{len(text) - ERROR_MAX_LENGTH + 40} more characters cut]"
+        marker = f"… [{len(text)} characters in all, cut]"
         text = text[: ERROR_MAX_LENGTH - len(marker)] + marker
     return text
 
