@@ -398,3 +398,36 @@ async def test_a_timeout_error_raised_by_the_service_is_not_called_ours(
 
     await work(service=upstream_times_out, retry=RetryPolicy(max_attempts=1)).run()
     assert (await item_row(engine, 1)).work_error == "TimeoutError: upstream API took too long"
+
+
+async def test_queueing_a_running_row_fences_out_the_running_attempt(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    """Same worker, same row: the re-queued claim wins, the older run's outcome is dropped."""
+    await insert_items(engine, 1)
+    first_started = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def service(item_id: int, session: AsyncSession) -> None:
+        if not first_started.is_set():
+            first_started.set()
+            session.add(Effect(item_id=item_id, note="first"))
+            await release_first.wait()
+        else:
+            session.add(Effect(item_id=item_id, note="second"))
+
+    flow = work(service=service)
+    first = asyncio.create_task(flow.run())
+    await first_started.wait()
+    async with (await runtime.database.sessionmaker())() as session, session.begin():
+        await flow.queue(session, [1])
+    second = await flow.run()
+    release_first.set()
+    first_result = await first
+
+    assert (second.completed, first_result.dropped) == (1, 1)
+    row = await item_row(engine, 1)
+    assert (row.work_status, row.work_attempts) == (ProcessingStatus.Complete, 2)
+    async with engine.connect() as conn:
+        notes = (await conn.execute(text("SELECT note FROM effects"))).scalars().all()
+    assert notes == ["second"]
