@@ -25,7 +25,7 @@ ENUM_TYPES = {"curation_status", *(f"{prefix}_status" for prefix in TABLES.value
 async def migrator(settings: curate.CurateSettings) -> AsyncIterator[curate.Runtime]:
     runtime = curate.configure(settings)
     yield runtime
-    await runtime.database.dispose()
+    await runtime.close()
 
 
 async def catalog(engine: AsyncEngine, schema_name: str) -> dict[str, set[str]]:

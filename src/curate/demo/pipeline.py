@@ -87,7 +87,7 @@ async def running_demo(settings: CurateSettings, site: DemoSite) -> AsyncIterato
                     await scheduling.shutdown_scheduler()
                     set_context(None)
     finally:
-        await runtime.database.dispose()
+        await runtime.close()
 
 
 async def status_counts(runtime: Runtime) -> StatusCounts:
