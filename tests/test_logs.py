@@ -11,7 +11,8 @@ from loguru import logger
 import curate
 
 curate.configure_logging("INFO")
-logging.getLogger("apscheduler.scheduler").warning("from the standard library")
+logging.getLogger("sqlalchemy.pool").warning("from the standard library")
+logging.getLogger("apscheduler.scheduler").warning("said again by curate's listener")
 with logger.contextualize(workflow="sitemap_import", item_id="42", attempt=2):
     logger.error("service failed")
 logger.debug("hidden below INFO")
@@ -26,3 +27,4 @@ def test_configure_logging_shows_context_and_stdlib_records() -> None:
     assert any("WARNING" in line and "from the standard library" in line for line in lines)
     assert any("[sitemap_import 42 attempt 2] service failed" in line for line in lines)
     assert not any("hidden below INFO" in line for line in lines)
+    assert not any("said again" in line for line in lines)

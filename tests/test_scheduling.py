@@ -149,3 +149,31 @@ async def test_shutdown_waits_for_the_running_item(
     # Shutdown stopped claiming; the item claimed but not started went back, uncounted.
     assert await status_counts(engine) == {"Complete": 1, "Queued": 2}
     assert (await item_row(engine, 2)).work_attempts == 0
+
+
+async def test_shutdown_past_the_grace_period_requeues_everything_it_claimed(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    started = asyncio.Event()
+
+    async def hangs(item_id: int, session: AsyncSession) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    stuck = Workflow("work", model=Item, service=hangs, interval_seconds=0.1, batch_size=3)
+
+    async def process_pending_stuck_works() -> None:
+        await stuck.run()
+
+    await insert_items(engine, 3)
+    scheduling.add_workflow_job(stuck, process_pending_stuck_works)
+    scheduling.start_scheduler()
+    await asyncio.wait_for(started.wait(), timeout=10)
+
+    await asyncio.wait_for(scheduling.shutdown_scheduler(grace_seconds=0.2), timeout=10)
+
+    assert await status_counts(engine) == {"Queued": 3}
+    running = await item_row(engine, 1)
+    assert running.work_error == "Interrupted: the worker shut down while the item ran"
+    assert running.work_attempts == 1  # it ran: the attempt counts
+    assert [(await item_row(engine, i)).work_attempts for i in (2, 3)] == [0, 0]

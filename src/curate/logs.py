@@ -43,3 +43,6 @@ def configure_logging(level: str = "INFO") -> None:
     logger.configure(patcher=_add_context)  # type: ignore[arg-type]
     logger.add(sys.stderr, level=level, format=FORMAT, backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)
+    # curate's scheduler listeners report job errors, missed and skipped runs in context;
+    # APScheduler's own lines about them would say the same twice.
+    logging.getLogger("apscheduler").setLevel(logging.CRITICAL)

@@ -87,15 +87,27 @@ class Runtime:
         """Close connections and let go of the embedded server (app shutdown)."""
         await self.database.close()
 
-    async def wait_for_runs(self, grace_seconds: float) -> bool:
-        """Stop claiming and wait for running runs; True if all finished in time."""
+    async def stop_runs(self, grace_seconds: float) -> bool:
+        """Stop claiming, let running runs finish, cancel what is left after the grace period.
+
+        Cancelled items are recorded as retries (back to Queued), not as errors. Returns
+        True if every run finished within the grace period.
+        """
         self.stopping = True
         running = [task for task in self._active if not task.done()]
         if not running:
             return True
         logger.info("waiting up to {} s for {} running run(s)", grace_seconds, len(running))
         _, pending = await asyncio.wait(running, timeout=grace_seconds)
-        return not pending
+        if not pending:
+            return True
+        logger.warning(
+            "{} run(s) still busy after {} s; cancelling them", len(pending), grace_seconds
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return False
 
 
 _runtime: Runtime | None = None

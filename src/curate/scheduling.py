@@ -108,16 +108,17 @@ def start_scheduler(runtime: Runtime | None = None) -> AsyncIOScheduler:
 
 
 async def shutdown_scheduler(grace_seconds: float = 30.0, runtime: Runtime | None = None) -> None:
-    """Stop starting runs, let running ones finish (up to ``grace_seconds``), then stop."""
+    """Stop starting runs, let running ones finish, then stop.
+
+    Runs still busy after ``grace_seconds`` are cancelled; their items go back to Queued.
+    """
     global _scheduler
     scheduler = _scheduler
     if scheduler is None:
         return
     if scheduler.running:
         scheduler.pause()
-    finished = await (runtime or get_runtime()).wait_for_runs(grace_seconds)
-    if not finished:
-        logger.warning("runs still busy after {} s; cancelling them", grace_seconds)
+    await (runtime or get_runtime()).stop_runs(grace_seconds)
     if scheduler.running:
         scheduler.shutdown(wait=False)
         await asyncio.sleep(0)  # APScheduler finishes shutting down on the next loop turn

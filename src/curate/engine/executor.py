@@ -3,7 +3,8 @@
 The service gets a fresh `AsyncSession` it may use as it likes: open its own
 ``session.begin()``, commit itself, or leave the commit to curate, in which case its
 writes and the Complete status commit together. Whatever it raises (even `SystemExit`)
-becomes a recorded failure; only the cancellation of the run itself propagates.
+becomes a recorded failure. Only the cancellation of the run itself (a shutdown past its
+grace period) propagates, after the item is put back to Queued as a retry.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.engine.context import ClaimedItem, RunContext
-from curate.engine.outcome import Outcome, format_error, record_failure, record_success
+from curate.engine.outcome import (
+    Outcome,
+    format_error,
+    record_failure,
+    record_interrupted,
+    record_success,
+)
 from curate.errors import ItemTimeoutError
 
 
@@ -30,6 +37,7 @@ async def execute_item(ctx: RunContext, item: ClaimedItem) -> Outcome:
             except BaseException as error:
                 await _discard(session)
                 if _run_is_cancelled(error):
+                    await record_interrupted(ctx, item)
                     raise
                 return await record_failure(ctx, item, error)
         finally:

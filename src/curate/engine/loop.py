@@ -49,7 +49,11 @@ async def run_workflow(ctx: RunContext, should_stop: Callable[[], bool] = _never
                 batch = await _claim(ctx, limit, result)
                 result.claimed += len(batch)
                 for index, item in enumerate(batch):
-                    await slots.acquire()
+                    try:
+                        await slots.acquire()
+                    except asyncio.CancelledError:
+                        await release_unstarted(ctx, batch[index:])
+                        raise
                     if should_stop():
                         slots.release()
                         await release_unstarted(ctx, batch[index:])

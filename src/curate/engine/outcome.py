@@ -59,16 +59,40 @@ async def record_failure(ctx: RunContext, item: ClaimedItem, error: BaseExceptio
     """In a fresh transaction: re-queue with backoff, or mark the item failed for good."""
     policy = ctx.config.retry
     retry = ctx.binding.can_retry and policy.should_retry(error, item.attempt)
-    statuses = ctx.binding.statuses
     message = format_error(error)
     delay = policy.delay_seconds(item.attempt) if retry else None
+    refused = await _write_failure(ctx, item, message, retry=retry, delay_seconds=delay)
+    if refused is not None:
+        return refused
+    if retry:
+        logger.warning("attempt {} failed, retry in {:.1f} s: {}", item.attempt, delay, message)
+        return Outcome.RETRIED
+    logger.error("failed: {}", message)
+    return Outcome.FAILED
+
+
+async def record_interrupted(ctx: RunContext, item: ClaimedItem) -> Outcome:
+    """The run was cancelled (shutdown past its grace period): back to Queued, due now."""
+    message = "Interrupted: the worker shut down while the item ran"
+    refused = await _write_failure(ctx, item, message, retry=True, delay_seconds=0.0)
+    if refused is not None:
+        return refused
+    logger.warning("interrupted by shutdown; queued again")
+    return Outcome.RETRIED
+
+
+async def _write_failure(
+    ctx: RunContext, item: ClaimedItem, message: str, *, retry: bool, delay_seconds: float | None
+) -> Outcome | None:
+    """The fenced failure write: None once written, else why it was not."""
+    statuses = ctx.binding.statuses
     params = ctx.statements.fail_params(
         item.id,
         ctx.worker_id,
         item.attempt,
         to_status=statuses.queued if retry else statuses.failed,
         error=message,
-        delay_seconds=delay,
+        delay_seconds=delay_seconds,
     )
     try:
         async with ctx.sessionmaker() as session, session.begin():
@@ -79,11 +103,7 @@ async def record_failure(ctx: RunContext, item: ClaimedItem, error: BaseExceptio
     if written is None:
         logger.warning("claim lost before the failure was written; the outcome is dropped")
         return Outcome.DROPPED
-    if retry:
-        logger.warning("attempt {} failed, retry in {:.1f} s: {}", item.attempt, delay, message)
-        return Outcome.RETRIED
-    logger.error("failed: {}", message)
-    return Outcome.FAILED
+    return None
 
 
 async def release_unstarted(ctx: RunContext, items: list[ClaimedItem]) -> None:
