@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
@@ -20,6 +20,8 @@ from tests.models import Effect, Item
 async def record_effect(item_id: int, session: AsyncSession) -> None:
     session.add(Effect(item_id=item_id))
 
+
+Service = Callable[[int, AsyncSession], Awaitable[None]]
 
 work = Workflow("work", model=Item, service=record_effect, interval_seconds=0.2, batch_size=5)
 
@@ -113,6 +115,20 @@ async def test_a_failing_job_is_logged_and_the_scheduler_keeps_running(
     await scheduling.shutdown_scheduler()
 
 
+async def start_three_items(engine: AsyncEngine, service: Service, batch_size: int) -> None:
+    """Queue three items and start the scheduler on a workflow running ``service``."""
+    flow = Workflow(
+        "work", model=Item, service=service, interval_seconds=0.1, batch_size=batch_size
+    )
+
+    async def process_pending_works() -> None:
+        await flow.run()
+
+    await insert_items(engine, 3)
+    scheduling.add_workflow_job(flow, process_pending_works)
+    scheduling.start_scheduler()
+
+
 async def test_shutdown_waits_for_the_running_item(
     runtime: curate.Runtime, engine: AsyncEngine
 ) -> None:
@@ -124,14 +140,7 @@ async def test_shutdown_waits_for_the_running_item(
         await release.wait()
         session.add(Effect(item_id=item_id))
 
-    slow_work = Workflow("work", model=Item, service=slow, interval_seconds=0.1, batch_size=1)
-
-    async def process_pending_slow_works() -> None:
-        await slow_work.run()
-
-    await insert_items(engine, 3)
-    scheduling.add_workflow_job(slow_work, process_pending_slow_works)
-    scheduling.start_scheduler()
+    await start_three_items(engine, slow, batch_size=1)
     await asyncio.wait_for(started.wait(), timeout=10)
 
     shutdown = asyncio.create_task(scheduling.shutdown_scheduler(grace_seconds=10))
@@ -160,14 +169,7 @@ async def test_shutdown_past_the_grace_period_requeues_everything_it_claimed(
         started.set()
         await asyncio.Event().wait()
 
-    stuck = Workflow("work", model=Item, service=hangs, interval_seconds=0.1, batch_size=3)
-
-    async def process_pending_stuck_works() -> None:
-        await stuck.run()
-
-    await insert_items(engine, 3)
-    scheduling.add_workflow_job(stuck, process_pending_stuck_works)
-    scheduling.start_scheduler()
+    await start_three_items(engine, hangs, batch_size=3)
     await asyncio.wait_for(started.wait(), timeout=10)
 
     await asyncio.wait_for(scheduling.shutdown_scheduler(grace_seconds=0.2), timeout=10)
