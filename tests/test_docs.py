@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
 from curate import scheduling
-from curate.engine.outcome import ERROR_MAX_LENGTH
+from curate.engine.error_text import ERROR_MAX_LENGTH
 from curate.settings import CurateSettings, WorkflowSettings
 from curate.testing import wait_until
 
@@ -870,7 +870,7 @@ def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_failure_text_is_cut_and_nul_bytes_escaped() -> None:
     """columns.md: `ExceptionType: message`, NUL bytes escaped, at most ERROR_MAX_LENGTH."""
-    from curate.engine.outcome import format_error
+    from curate.engine.error_text import format_error
 
     text_ = format_error(ValueError("a\x00b" + "x" * 5_000))
     assert text_.startswith("ValueError: a\\x00b")

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
 from curate import ProcessingStatus, RetryPolicy, Workflow
-from curate.engine.outcome import ERROR_MAX_LENGTH
+from curate.engine.error_text import ERROR_MAX_LENGTH
 from curate.testing import wait_until
 from tests.helpers import effects_per_item, insert_items, item_row, status_counts
 from tests.models import Effect, Item

@@ -33,12 +33,17 @@ async def run_job_loop(
     order_by_column: OrderBy = None,
     status_field_name: str = "status",
     error_field_name: str = "error",
+    stale_after_seconds: float | None = None,
 ) -> RunResult:
     """Claim queued rows of ``model`` and run ``processing_function(item_id, session)`` on each.
 
     A function that returns leaves the row ``completed_status`` (unless it set a final
     status itself); one that raises leaves it ``failed_status`` with the error text.
     ``status_enum`` is accepted for compatibility; the four statuses given are used.
+
+    curate's one addition, ``stale_after_seconds``: on a table with ``updated_at``, rows
+    left Processing longer than this (a crashed worker's) are put back to Queued by the
+    rescuer. Without it such rows stay Processing until re-queued by hand.
     """
     from curate.runtime import get_runtime
 
@@ -54,7 +59,12 @@ async def run_job_loop(
         _column_name(order_by_column),
         ColumnNames(status=status_field_name, error=error_field_name),
     )
-    config = RunConfig(batch_size=batch_size, concurrency=1, retry=NO_RETRY)
+    config = RunConfig(
+        batch_size=batch_size,
+        concurrency=1,
+        retry=NO_RETRY,
+        stale_after_seconds=stale_after_seconds,
+    )
     return await get_runtime().run(workflow, config)
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from loguru import logger
 
 from curate.db import Database
 from curate.engine.config import RunConfig
 from curate.engine.context import RunContext, RunResult
+from curate.engine.error_text import format_error
 from curate.engine.loop import run_workflow
+from curate.engine.rescuer import rescue_expired
 from curate.settings import CurateSettings, WorkflowSettings
 from curate.workflow import Workflow
 
@@ -53,7 +56,8 @@ class Runtime:
         self.stats: dict[str, WorkflowStats] = {}
         self.stopping = False
         self._workflow_settings: dict[str, WorkflowSettings] = {}
-        self._active: set[asyncio.Task[RunResult]] = set()
+        self._active: set[asyncio.Task[Any]] = set()
+        self._registered: dict[str, tuple[Workflow, RunConfig | None]] = {}
 
     def workflow_settings(self, workflow: Workflow) -> WorkflowSettings:
         """The workflow's settings, read and validated once, then cached."""
@@ -61,9 +65,35 @@ class Runtime:
             self._workflow_settings[workflow.name] = workflow.load_settings()
         return self._workflow_settings[workflow.name]
 
-    async def run(self, workflow: Workflow, config: RunConfig | None = None) -> RunResult:
-        """One run of ``workflow``; shutdown waits for it (see `wait_for_runs`)."""
-        ctx = RunContext(
+    def register(self, workflow: Workflow, config: RunConfig | None = None) -> None:
+        """Make ``workflow`` known to this process, so the rescuer looks after its rows.
+
+        Says at once when a crash could leave its rows stuck (no lease columns).
+        """
+        if workflow.name in self._registered:
+            return
+        self._registered[workflow.name] = (workflow, config)
+        resolved = config or workflow.run_config(self.workflow_settings(workflow))
+        binding = workflow.binding
+        if binding.lease_until is None and (
+            binding.updated_at is None or resolved.stale_after_seconds is None
+        ):
+            how = (
+                "set stale_after_seconds to rescue them by updated_at"
+                if binding.updated_at is not None
+                else "add the lease columns (curate.migrations.add_workflow_columns)"
+            )
+            logger.warning(
+                "workflow {}: table {} has no lease column, so rows left Processing by a"
+                " crashed worker stay there until re-queued by hand; {}",
+                workflow.name,
+                binding.table.name,
+                how,
+            )
+
+    async def context(self, workflow: Workflow, config: RunConfig | None = None) -> RunContext:
+        """What a run (or the rescuer) of ``workflow`` needs, on the running loop's engine."""
+        return RunContext(
             name=workflow.name,
             binding=workflow.binding,
             statements=workflow.statements,
@@ -72,6 +102,11 @@ class Runtime:
             sessionmaker=await self.database.sessionmaker(),
             worker_id=self.settings.worker_id,
         )
+
+    async def run(self, workflow: Workflow, config: RunConfig | None = None) -> RunResult:
+        """One run of ``workflow``; shutdown waits for it (see `stop_runs`)."""
+        self.register(workflow, config)
+        ctx = await self.context(workflow, config)
         task = asyncio.current_task()
         if task is not None:
             self._active.add(task)
@@ -82,6 +117,23 @@ class Runtime:
                 self._active.discard(task)
         self.stats.setdefault(workflow.name, WorkflowStats()).add(result)
         return result
+
+    async def rescue(self) -> int:
+        """Rescue the expired rows of every registered workflow; how many were moved.
+
+        Errors are logged per workflow; the next interval tries again.
+        """
+        moved = 0
+        for workflow, config in list(self._registered.values()):
+            try:
+                rescued = await rescue_expired(await self.context(workflow, config))
+            except Exception as exc:
+                logger.bind(workflow=workflow.name).error(
+                    "rescue failed, the next one retries: {}", format_error(exc)
+                )
+                continue
+            moved += len(rescued or ())
+        return moved
 
     async def close(self) -> None:
         """Close connections and let go of the embedded server (app shutdown)."""

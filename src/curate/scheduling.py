@@ -81,8 +81,9 @@ def add_workflow_job(
     Settings and the table's columns are checked now, so a mistake stops the app at
     start-up instead of failing every scheduled run.
     """
-    settings = (runtime or get_runtime()).workflow_settings(workflow)
-    _ = workflow.binding  # raises ConfigurationError naming a missing column
+    runtime = runtime or get_runtime()
+    settings = runtime.workflow_settings(workflow)
+    runtime.register(workflow)  # checks the table: a missing column raises here
     job = add_interval_job(
         function,
         job_id=workflow.job_id,
@@ -98,19 +99,35 @@ def add_workflow_job(
     return job
 
 
+RESCUE_JOB_ID = "curate_rescue_expired_leases"
+
+
 def start_scheduler(runtime: Runtime | None = None) -> AsyncIOScheduler:
-    """Start the shared scheduler on the running event loop (idempotent)."""
-    (runtime or get_runtime()).stopping = False
+    """Start the shared scheduler on the running event loop (idempotent).
+
+    Adds the rescuer job: every ``CURATE_RESCUE_INTERVAL_SECONDS`` it returns the rows of
+    dead workers to the queue (one worker at a time does it, by an advisory lock).
+    """
+    runtime = runtime or get_runtime()
+    runtime.stopping = False
+    add_interval_job(
+        runtime.rescue,
+        job_id=RESCUE_JOB_ID,
+        interval_seconds=runtime.settings.rescue_interval_seconds,
+    )
     scheduler = get_scheduler()
     if not scheduler.running:
         scheduler.start()
     return scheduler
 
 
-async def shutdown_scheduler(grace_seconds: float = 30.0, runtime: Runtime | None = None) -> None:
+async def shutdown_scheduler(
+    grace_seconds: float | None = None, runtime: Runtime | None = None
+) -> None:
     """Stop starting runs, let running ones finish, then stop.
 
-    Runs still busy after ``grace_seconds`` are cancelled; their items go back to Queued.
+    Runs still busy after ``grace_seconds`` (default: ``CURATE_SHUTDOWN_GRACE_SECONDS``)
+    are cancelled; their items go back to Queued.
     """
     global _scheduler
     scheduler = _scheduler
@@ -118,7 +135,10 @@ async def shutdown_scheduler(grace_seconds: float = 30.0, runtime: Runtime | Non
         return
     if scheduler.running:
         scheduler.pause()
-    await (runtime or get_runtime()).stop_runs(grace_seconds)
+    runtime = runtime or get_runtime()
+    if grace_seconds is None:
+        grace_seconds = runtime.settings.shutdown_grace_seconds
+    await runtime.stop_runs(grace_seconds)
     if scheduler.running:
         scheduler.shutdown(wait=False)
         await asyncio.sleep(0)  # APScheduler finishes shutting down on the next loop turn

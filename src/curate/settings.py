@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -57,6 +57,8 @@ class CurateSettings(BaseSettings):
     worker_id: str = Field(default_factory=default_worker_id, min_length=1, max_length=200)
     log_level: LogLevel = "INFO"
     embedded_data_dir: Path = Field(default_factory=default_embedded_data_dir)
+    rescue_interval_seconds: float = Field(default=15.0, gt=0, le=86_400)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("database_url")
     @classmethod
@@ -107,9 +109,20 @@ class WorkflowSettings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=1_000)
     retry_base_seconds: float = Field(default=2.0, ge=0)
     retry_max_seconds: float = Field(default=600.0, ge=0)
-    lease_seconds: float = Field(default=600.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
     run_max_items: int = Field(default=10_000, ge=1)
     run_max_seconds: float = Field(default=60.0, gt=0)
+    stale_after_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> WorkflowSettings:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError(
+                f"heartbeat_seconds ({self.heartbeat_seconds:g}) must be shorter than"
+                f" lease_seconds ({self.lease_seconds:g}), or leases expire while items run"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -141,8 +154,11 @@ def _configuration_error(exc: ValidationError, prefix: str) -> ConfigurationErro
     """Turn pydantic's report into one line per variable: name, value, what is allowed."""
     lines = []
     for error in exc.errors():
-        field = "_".join(str(part) for part in error["loc"]) or "?"
-        variable = f"{prefix}{field}".upper()
+        field = "_".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
+        if not field:  # a rule across several settings: the message names them
+            lines.append(f"{prefix}*: {message}")
+            continue
+        variable = f"{prefix}{field}".upper()
         lines.append(f"{variable}={error.get('input')!r} is invalid: {message}")
     return ConfigurationError("invalid settings:\n  " + "\n  ".join(lines))

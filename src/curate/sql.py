@@ -28,6 +28,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.sql.dml import ReturningUpdate, Update
@@ -50,6 +51,13 @@ class WorkflowStatements:
     - ``queue``: queues rows afresh (attempts 0 unless the row is running, due now).
     - ``release``: fenced on the claim and on Processing; hands a claimed item that never
       started back to Queued, uncounting its attempt.
+    - ``heartbeat``: extends the leases of this worker's claims (id and attempt), all in
+      one statement; returns the ids still held. None without lease columns.
+    - ``rescue``: returns rows whose lease expired to Queued (or, out of attempts, to the
+      failed status), clearing the claim so the old worker's late outcome is refused;
+      rows locked by a live transaction are skipped. On tables without leases but with
+      ``updated_at``, rows Processing for longer than ``stale`` go back to Queued. None
+      when the table has neither.
 
     Parameters are named ``curate_*`` (names of columns are reserved in UPDATE); the
     ``*_params`` methods build them, so callers never spell them.
@@ -60,6 +68,8 @@ class WorkflowStatements:
     fail: ReturningUpdate[Any]
     queue: Update
     release: ReturningUpdate[Any]
+    heartbeat: ReturningUpdate[Any] | None
+    rescue: ReturningUpdate[Any] | None
     binding: TableBinding
 
     @classmethod
@@ -70,6 +80,10 @@ class WorkflowStatements:
             fail=_fail(binding),
             queue=_queue(binding),
             release=_release(binding),
+            heartbeat=_heartbeat(binding),
+            rescue=_rescue_expired(binding)
+            if binding.lease_until is not None
+            else (_rescue_stale(binding) if binding.updated_at is not None else None),
             binding=binding,
         )
 
@@ -114,6 +128,29 @@ class WorkflowStatements:
             "curate_processing": self._status(statuses.processing),
             "curate_queued": self._status(statuses.queued),
         }
+
+    def heartbeat_params(
+        self, claims: dict[Any, int], worker: str, lease: timedelta
+    ) -> dict[str, Any]:
+        """``claims``: item id → attempt, for every item the run holds."""
+        fenced = self.binding.attempts is not None
+        return {
+            "curate_claims": list(claims.items()) if fenced else list(claims),
+            "curate_worker": worker,
+            "curate_lease": lease,
+            "curate_processing": self._status(self.binding.statuses.processing),
+        }
+
+    def rescue_params(self, max_attempts: int, stale: timedelta | None) -> dict[str, Any]:
+        statuses = self.binding.statuses
+        params = {
+            "curate_queued": self._status(statuses.queued),
+            "curate_failed": self._status(statuses.failed),
+            "curate_max_attempts": max_attempts,
+        }
+        if self.binding.lease_until is None:
+            params["curate_stale"] = stale
+        return params
 
     @staticmethod
     def queue_params(ids: Sequence[Any]) -> dict[str, Any]:
@@ -239,11 +276,13 @@ def _queue(binding: TableBinding) -> Update:
         **_lease_cleared(b),
         **_touch(b),
     }
+    processing = b.status == b.status_value(b.statuses.processing)
     if b.attempts is not None:
         # A row queued while it runs keeps its count: the next claim's attempt number then
         # differs from the running one's, whose outcome the fence refuses.
-        processing = b.status == b.status_value(b.statuses.processing)
         values[b.attempts] = case((processing, b.attempts), else_=0)
+    if b.claimed_by is not None:
+        values[b.claimed_by] = case((processing, null()), else_=b.claimed_by)
     if b.run_after is not None:
         values[b.run_after] = null()
     return update(b.table).where(b.pk.in_(bindparam("curate_ids", expanding=True))).values(values)
@@ -263,4 +302,97 @@ def _release(binding: TableBinding) -> ReturningUpdate[Any]:
         .where(_claim_fence(b), b.status == _status_param(b, "curate_processing"))
         .values(values)
         .returning(b.pk)
+    )
+
+
+def _processing_literal(binding: TableBinding) -> ColumnElement[bool]:
+    """``status = Processing`` with the value inline, for the same reason as the claim's."""
+    return binding.status == bindparam(
+        "curate_processing_inline",
+        binding.status_value(binding.statuses.processing),
+        type_=binding.status.type,
+        literal_execute=True,
+    )
+
+
+def _heartbeat(binding: TableBinding) -> ReturningUpdate[Any] | None:
+    b = binding
+    if b.lease_until is None or b.claimed_by is None:
+        return None
+    claim = tuple_(b.pk, b.attempts) if b.attempts is not None else b.pk
+    return (
+        update(b.table)
+        .where(
+            claim.in_(bindparam("curate_claims", expanding=True)),
+            b.claimed_by == bindparam("curate_worker"),
+            b.status == _status_param(b, "curate_processing"),
+        )
+        .values({b.lease_until: func.now() + bindparam("curate_lease", type_=Interval())})
+        .returning(b.pk)
+    )
+
+
+def _rescue_expired(binding: TableBinding) -> ReturningUpdate[Any]:
+    b = binding
+    assert b.lease_until is not None
+    expired = (
+        select(b.pk)
+        .where(_processing_literal(b), b.lease_until < func.now())
+        .with_for_update(skip_locked=True)
+    )
+    attempt: ColumnElement[Any] = b.attempts if b.attempts is not None else literal_column("1")
+    out_of_attempts = attempt >= bindparam("curate_max_attempts")
+    values: dict[Any, Any] = {
+        b.status: case(
+            (out_of_attempts, _status_param(b, "curate_failed")),
+            else_=_status_param(b, "curate_queued"),
+        ),
+        b.error: func.format(
+            case(
+                (
+                    out_of_attempts,
+                    "LeaseExpired: the lease expired on attempt %s of %s; no attempts left",
+                ),
+                else_="LeaseExpired: the lease expired on attempt %s of %s; queued again",
+            ),
+            attempt,
+            bindparam("curate_max_attempts"),
+        ),
+        b.lease_until: null(),
+        **_touch(b),
+    }
+    if b.claimed_by is not None:
+        values[b.claimed_by] = null()
+    if b.run_after is not None:
+        values[b.run_after] = null()
+    return (
+        update(b.table)
+        .where(b.pk.in_(expired.scalar_subquery()))
+        .values(values)
+        .returning(b.pk.label("id"), attempt.label("attempt"), b.status.label("status"))
+    )
+
+
+def _rescue_stale(binding: TableBinding) -> ReturningUpdate[Any]:
+    b = binding
+    assert b.updated_at is not None
+    stale = (
+        select(b.pk)
+        .where(
+            _processing_literal(b),
+            b.updated_at < func.now() - bindparam("curate_stale", type_=Interval()),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(b.table)
+        .where(b.pk.in_(stale.scalar_subquery()))
+        .values(
+            {
+                b.status: _status_param(b, "curate_queued"),
+                b.error: "Stale: Processing for longer than the stale age; queued again",
+                **_touch(b),
+            }
+        )
+        .returning(b.pk.label("id"), literal_column("1").label("attempt"), b.status.label("status"))
     )

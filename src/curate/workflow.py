@@ -53,8 +53,10 @@ class Workflow:
         timeout_seconds: float | None = None,
         retry: RetryPolicy | None = None,
         lease_seconds: float | None = None,
+        heartbeat_seconds: float | None = None,
         run_max_items: int | None = None,
         run_max_seconds: float | None = None,
+        stale_after_seconds: float | None = None,
     ) -> None:
         if not _NAME.match(name):
             raise ConfigurationError(
@@ -76,8 +78,10 @@ class Workflow:
                 "concurrency": concurrency,
                 "timeout_seconds": timeout_seconds,
                 "lease_seconds": lease_seconds,
+                "heartbeat_seconds": heartbeat_seconds,
                 "run_max_items": run_max_items,
                 "run_max_seconds": run_max_seconds,
+                "stale_after_seconds": stale_after_seconds,
                 "max_attempts": retry.max_attempts if retry else None,
                 "retry_base_seconds": retry.base_seconds if retry else None,
                 "retry_max_seconds": retry.max_seconds if retry else None,
@@ -112,8 +116,10 @@ class Workflow:
             concurrency=settings.concurrency,
             timeout_seconds=settings.timeout_seconds,
             lease_seconds=settings.lease_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
             run_max_items=settings.run_max_items,
             run_max_seconds=settings.run_max_seconds,
+            stale_after_seconds=settings.stale_after_seconds,
             retry=replace(
                 self.retry,
                 max_attempts=settings.max_attempts,

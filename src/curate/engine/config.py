@@ -46,7 +46,10 @@ class RunConfig:
     batch_size: int = 10
     concurrency: int = 1
     timeout_seconds: float | None = 300.0
-    lease_seconds: float = 600.0
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float = 15.0
     run_max_items: int = 10_000
     run_max_seconds: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    stale_after_seconds: float | None = None
+    """Seed-style tables without leases: rescue rows `updated_at` older than this."""

@@ -16,9 +16,9 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.engine.context import ClaimedItem, RunContext
+from curate.engine.error_text import format_error
 from curate.engine.outcome import (
     Outcome,
-    format_error,
     record_failure,
     record_interrupted,
     record_success,

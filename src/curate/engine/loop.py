@@ -5,7 +5,8 @@ The next batch is claimed as soon as the last item of the previous one has start
 A run stops claiming when a batch comes back short (the queue is drained), when its
 budget of items or seconds is spent, or when ``should_stop()`` says the process is
 shutting down; claimed items that have not started by then go back to Queued.
-It never raises for what a service or the database does.
+While items are held, a heartbeat renews their leases. It never raises for what a
+service or the database does: a lost connection is retried with backoff, then logged.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from collections.abc import Callable
 
 from loguru import logger
 
+from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.claim import claim_batch
 from curate.engine.context import ClaimedItem, RunContext, RunResult
+from curate.engine.error_text import format_error
 from curate.engine.executor import execute_item
-from curate.engine.outcome import Outcome, format_error, release_unstarted
+from curate.engine.heartbeat import Heartbeat
+from curate.engine.outcome import Outcome, release_unstarted
 
 _COUNTERS = {
     Outcome.COMPLETED: "completed",
@@ -28,6 +32,10 @@ _COUNTERS = {
     Outcome.DROPPED: "dropped",
     Outcome.UNRECORDED: "unrecorded",
 }
+
+
+CLAIM_RETRY_DELAYS_SECONDS = (0.25, 1.0)
+"""A claim is retried briefly: nothing is held yet, and the next run tries again anyway."""
 
 
 def _never() -> bool:
@@ -40,26 +48,28 @@ async def run_workflow(ctx: RunContext, should_stop: Callable[[], bool] = _never
     started = time.monotonic()
     deadline = started + ctx.config.run_max_seconds
     slots = asyncio.Semaphore(ctx.config.concurrency)
+    heartbeat = Heartbeat(ctx)
     with logger.contextualize(workflow=ctx.name):
-        async with asyncio.TaskGroup() as tasks:
+        async with heartbeat.beating(), asyncio.TaskGroup() as tasks:
             while not should_stop() and time.monotonic() < deadline:
                 limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
                 if limit <= 0:
                     break
                 batch = await _claim(ctx, limit, result)
                 result.claimed += len(batch)
+                heartbeat.held.update({item.id: item.attempt for item in batch})
                 for index, item in enumerate(batch):
                     try:
                         await slots.acquire()
                     except asyncio.CancelledError:
-                        await release_unstarted(ctx, batch[index:])
+                        await _release(ctx, batch[index:], heartbeat)
                         raise
                     if should_stop():
                         slots.release()
-                        await release_unstarted(ctx, batch[index:])
+                        await _release(ctx, batch[index:], heartbeat)
                         result.claimed -= len(batch) - index
                         break
-                    tasks.create_task(_execute(ctx, item, slots, result))
+                    tasks.create_task(_execute(ctx, item, slots, result, heartbeat))
                 if len(batch) < limit:
                     break
     result.elapsed_seconds = time.monotonic() - started
@@ -78,7 +88,9 @@ async def run_workflow(ctx: RunContext, should_stop: Callable[[], bool] = _never
 
 async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[ClaimedItem]:
     try:
-        return await claim_batch(ctx, limit)
+        return await retry_on_connection_loss(
+            lambda: claim_batch(ctx, limit), "claim", delays=CLAIM_RETRY_DELAYS_SECONDS
+        )
     except Exception as exc:
         message = format_error(exc)
         result.errors.append(message)
@@ -86,8 +98,18 @@ async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[Claimed
         return []
 
 
+async def _release(ctx: RunContext, items: list[ClaimedItem], heartbeat: Heartbeat) -> None:
+    await release_unstarted(ctx, items)
+    for item in items:
+        heartbeat.held.pop(item.id, None)
+
+
 async def _execute(
-    ctx: RunContext, item: ClaimedItem, slots: asyncio.Semaphore, result: RunResult
+    ctx: RunContext,
+    item: ClaimedItem,
+    slots: asyncio.Semaphore,
+    result: RunResult,
+    heartbeat: Heartbeat,
 ) -> None:
     try:
         outcome = await execute_item(ctx, item)
@@ -98,5 +120,6 @@ async def _execute(
         outcome = Outcome.UNRECORDED
     finally:
         slots.release()
+        heartbeat.held.pop(item.id, None)
     counter = _COUNTERS[outcome]
     setattr(result, counter, getattr(result, counter) + 1)

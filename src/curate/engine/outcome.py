@@ -7,14 +7,14 @@ finds no row to update: its transaction rolls back and the newer state stands.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.context import ClaimedItem, RunContext
-
-ERROR_MAX_LENGTH = 2_000
-"""Error texts longer than this are cut (with a marker) before they are stored."""
+from curate.engine.error_text import format_error
 
 
 class Outcome(enum.Enum):
@@ -25,17 +25,6 @@ class Outcome(enum.Enum):
     """The claim was lost; nothing was written."""
     UNRECORDED = "unrecorded"
     """The database refused the write; the row stays Processing until it is rescued."""
-
-
-def format_error(error: BaseException) -> str:
-    """``ExceptionType: message``, without NUL bytes, cut to `ERROR_MAX_LENGTH`."""
-    message = str(error)
-    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    text = text.replace("\x00", "\\x00")
-    if len(text) > ERROR_MAX_LENGTH:
-        marker = f"… [{len(text)} characters in all, cut]"
-        text = text[: ERROR_MAX_LENGTH - len(marker)] + marker
-    return text
 
 
 async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedItem) -> Outcome:
@@ -94,11 +83,19 @@ async def _write_failure(
         error=message,
         delay_seconds=delay_seconds,
     )
-    try:
+
+    async def write() -> Any:
         async with ctx.sessionmaker() as session, session.begin():
-            written = (await session.execute(ctx.statements.fail, params)).first()
+            return (await session.execute(ctx.statements.fail, params)).first()
+
+    try:
+        written = await retry_on_connection_loss(write, "recording the failure")
     except Exception as exc:
-        logger.error("could not record the failure ({}): {}", message, format_error(exc))
+        logger.error(
+            "could not record the failure ({}): {}; the lease expiry will hand the item back",
+            message,
+            format_error(exc),
+        )
         return Outcome.UNRECORDED
     if written is None:
         logger.warning("claim lost before the failure was written; the outcome is dropped")
@@ -108,13 +105,17 @@ async def _write_failure(
 
 async def release_unstarted(ctx: RunContext, items: list[ClaimedItem]) -> None:
     """Hand claimed items that never started back to Queued (shutdown), in one transaction."""
-    try:
+
+    async def write() -> None:
         async with ctx.sessionmaker() as session, session.begin():
             for item in items:
                 await session.execute(
                     ctx.statements.release,
                     ctx.statements.release_params(item.id, ctx.worker_id, item.attempt),
                 )
+
+    try:
+        await retry_on_connection_loss(write, "releasing unstarted items")
     except Exception as exc:
         logger.error("could not release {} unstarted item(s): {}", len(items), format_error(exc))
         return

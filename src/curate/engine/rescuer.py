@@ -1,0 +1,67 @@
+"""The rescuer: rows whose lease expired (their worker died or stalled) go back to the queue.
+
+Any number of workers schedule it; a PostgreSQL advisory lock, taken per workflow for the
+length of one transaction, makes one of them do the work at a time and the others skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import func, select
+
+from curate.engine.context import RunContext
+
+
+@dataclass(frozen=True)
+class Rescued:
+    """One row the rescuer moved, and where to."""
+
+    id: Any
+    attempt: int
+    status: Any
+
+
+def advisory_lock_key(ctx: RunContext) -> int:
+    """A stable signed 64-bit key per table and status column (same in every process)."""
+    name = f"curate.rescue:{ctx.binding.table.fullname}:{ctx.binding.status.name}"
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+async def rescue_expired(ctx: RunContext) -> list[Rescued] | None:
+    """Return expired rows of ``ctx``'s workflow; None if another worker holds the lock.
+
+    Raises what the database raises; the caller logs it and tries again next interval.
+    """
+    statement = ctx.statements.rescue
+    if statement is None:
+        return []
+    stale = ctx.config.stale_after_seconds
+    if ctx.binding.lease_until is None and stale is None:
+        return []  # a seed-style table without a stale age: nothing may be presumed dead
+    params = ctx.statements.rescue_params(
+        ctx.config.retry.max_attempts, timedelta(seconds=stale) if stale is not None else None
+    )
+    async with ctx.sessionmaker() as session, session.begin():
+        locked = await session.scalar(
+            select(func.pg_try_advisory_xact_lock(advisory_lock_key(ctx)))
+        )
+        if not locked:
+            return None
+        rows = (await session.execute(statement, params)).all()
+    rescued = [Rescued(id=row.id, attempt=row.attempt, status=row.status) for row in rows]
+    if rescued:
+        failed = ctx.binding.status_value(ctx.binding.statuses.failed)
+        given_up = [r.id for r in rescued if r.status == failed]
+        logger.bind(workflow=ctx.name).warning(
+            "rescued {} item(s) whose lease expired: {} queued again, {} out of attempts {}",
+            len(rescued),
+            len(rescued) - len(given_up),
+            len(given_up),
+            given_up[:10],
+        )
+    return rescued
