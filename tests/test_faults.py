@@ -1,0 +1,336 @@
+"""Fault injection: killed workers, a restarted server, many workers, a stalled worker.
+
+Whatever happens, every claimed row must end Complete, Error or back in Queued, and no
+outcome (nor a transactional service's effect) may be written twice. Run them alone with
+``scripts/test -m faults``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+import curate
+from curate.db.embedded import start_embedded_postgres
+from curate.engine.config import RunConfig
+from curate.engine.rescuer import advisory_lock_key, rescue_expired
+from curate.testing import wait_until
+from tests.faults.app import OUTCOME_LOG, Base, FaultEffect, FaultItem, fault_workflow
+
+pytestmark = pytest.mark.faults
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def create_fault_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        for statement in OUTCOME_LOG:
+            await conn.execute(text(statement))
+
+
+async def queue_items(engine: AsyncEngine, count: int) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(FaultItem), [{"id": i, "fault_status": "Queued"} for i in range(1, count + 1)]
+        )
+
+
+async def status_counts(engine: AsyncEngine) -> Counter[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(FaultItem.fault_status, func.count()).group_by(FaultItem.fault_status)  # type: ignore[attr-defined]
+        )
+        return Counter({str(status.value): n for status, n in rows})
+
+
+async def per_item(engine: AsyncEngine, sql: str) -> Counter[int]:
+    async with engine.connect() as conn:
+        return Counter(dict((await conn.execute(text(sql))).all()))
+
+
+async def assert_each_item_done_exactly_once(engine: AsyncEngine, count: int) -> None:
+    assert await status_counts(engine) == {"Complete": count}
+    effects = await per_item(engine, "SELECT item_id, count(*) FROM fault_effects GROUP BY 1")
+    outcomes = await per_item(engine, "SELECT item_id, count(*) FROM fault_outcomes GROUP BY 1")
+    assert len(effects) == count and set(effects.values()) == {1}, effects.most_common(3)
+    assert len(outcomes) == count and set(outcomes.values()) == {1}, outcomes.most_common(3)
+
+
+async def drained(engine: AsyncEngine) -> bool:
+    counts = await status_counts(engine)
+    return not counts["Queued"] and not counts["Processing"]
+
+
+class Workers:
+    """Worker subprocesses (``tests.faults.worker``), logs kept in the test's tmp dir."""
+
+    def __init__(self, tmp_path: Path, database_url: str, schema: str) -> None:
+        self.tmp_path = tmp_path
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith("FAULT_")}
+        self.env.update(
+            CURATE_DATABASE_URL=database_url,
+            CURATE_DATABASE_SCHEMA=schema,
+            CURATE_RESCUE_INTERVAL_SECONDS="0.3",
+            CURATE_LOG_LEVEL="INFO",
+            PYTHONPATH=str(ROOT),
+        )
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp_path / f"worker-{len(self.started)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.worker", *args],
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        self.started.append(process)
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.tmp_path.glob("worker-*.log")))
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def workers(tmp_path: Path, database_url: str, schema: str) -> Iterator[Workers]:
+    pool = Workers(tmp_path, database_url, schema)
+    yield pool
+    pool.kill_all()
+
+
+@pytest.fixture
+async def fault_engine(engine: AsyncEngine) -> AsyncEngine:
+    await create_fault_tables(engine)
+    return engine
+
+
+LEASED = ("--lease-seconds", "1.0", "--heartbeat-seconds", "0.25")
+
+
+async def test_workers_killed_at_random_points_lose_and_double_nothing(
+    fault_engine: AsyncEngine, workers: Workers
+) -> None:
+    """SIGKILL one of two workers again and again; the rescuer returns what it held."""
+    items, kills = 1_500, 8
+    await queue_items(fault_engine, items)
+    options = ("--work-seconds", "0.004", "--concurrency", "4", *LEASED)
+    running = [workers.spawn(*options), workers.spawn(*options)]
+    chance = random.Random()
+    for _ in range(kills):
+        target = (await status_counts(fault_engine))["Complete"] + chance.randint(10, 120)
+
+        async def progressed(target: int = target) -> bool:
+            counts = await status_counts(fault_engine)
+            return counts["Complete"] >= target or not counts["Queued"]
+
+        await wait_until(progressed, seconds=60, what="progress before the next kill")
+        victim = running.pop(chance.randrange(len(running)))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        running.append(workers.spawn(*options))
+
+    await wait_until(lambda: drained(fault_engine), seconds=90, what="the queue to drain")
+    await assert_each_item_done_exactly_once(fault_engine, items)
+    assert "rescued" in workers.logs()
+
+
+async def test_four_workers_complete_twenty_thousand_items_exactly_once(
+    fault_engine: AsyncEngine, workers: Workers
+) -> None:
+    items = 20_000
+    await queue_items(fault_engine, items)
+    burst = [workers.spawn("--burst", "--concurrency", "5", "--batch-size", "100") for _ in "abcd"]
+    for process in burst:
+        assert process.wait(timeout=300) == 0, workers.logs()[-3000:]
+    await assert_each_item_done_exactly_once(fault_engine, items)
+    share = await per_item(fault_engine, "SELECT worker, count(*) FROM fault_effects GROUP BY 1")
+    assert len(share) == 4, share
+
+
+async def test_sigterm_finishes_running_items_and_requeues_the_rest(
+    fault_engine: AsyncEngine, workers: Workers
+) -> None:
+    await queue_items(fault_engine, 20)
+    worker = workers.spawn(
+        "--work-seconds", "0.4", "--concurrency", "2", "--batch-size", "10",
+        CURATE_SHUTDOWN_GRACE_SECONDS="20",
+    )  # fmt: skip
+
+    async def busy() -> bool:
+        counts = await status_counts(fault_engine)
+        return counts["Complete"] >= 2 and counts["Processing"] >= 4
+
+    await wait_until(busy, seconds=30, what="items running and claimed")
+    worker.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    assert worker.wait(timeout=20) == 0, workers.logs()
+    assert time.monotonic() - sent < 5  # running items take 0.4 s: no need for the grace
+
+    counts = await status_counts(fault_engine)
+    assert set(counts) <= {"Complete", "Queued"}, counts
+    assert counts["Queued"] >= 1
+    async with fault_engine.connect() as conn:
+        attempts = await conn.execute(
+            select(FaultItem.fault_attempts).where(FaultItem.fault_status == "Queued")  # type: ignore[attr-defined]
+        )
+        assert set(attempts.scalars()) == {0}  # handed back unstarted, attempt uncounted
+    effects = await per_item(fault_engine, "SELECT item_id, count(*) FROM fault_effects GROUP BY 1")
+    assert sum(effects.values()) == counts["Complete"] and set(effects.values()) == {1}
+    assert "released" in workers.logs()
+
+
+async def test_a_stalled_worker_whose_row_was_rescued_cannot_write_its_outcome(
+    settings: curate.CurateSettings, fault_engine: AsyncEngine
+) -> None:
+    """Worker A stalls past its lease; the rescuer hands the row to B, which completes it;
+    when A wakes up, its outcome and its effect are refused."""
+    await queue_items(fault_engine, 1)
+    stalled, wake_up = asyncio.Event(), asyncio.Event()
+
+    async def stalls(item_id: int, session: AsyncSession) -> None:
+        session.add(FaultEffect(item_id=item_id, worker="A"))
+        stalled.set()
+        await wake_up.wait()
+
+    worker_a = curate.Runtime(settings.model_copy(update={"worker_id": "A"}))
+    worker_b = curate.Runtime(settings.model_copy(update={"worker_id": "B"}))
+    slow_a = curate.Workflow("fault", model=FaultItem, service=stalls)
+    flow_b = fault_workflow("B", 0.0)
+    try:
+        # A's heartbeat never comes in time (as if its event loop or network stalled).
+        stalled_config = RunConfig(lease_seconds=0.3, heartbeat_seconds=60)
+        run_a = asyncio.create_task(worker_a.run(slow_a, stalled_config))
+        await stalled.wait()
+
+        async def rescued() -> bool:
+            return bool(await rescue_expired(await worker_b.context(flow_b)))
+
+        await wait_until(rescued, seconds=10, what="the rescuer to take A's row")
+        assert (await worker_b.run(flow_b)).completed == 1
+        wake_up.set()
+        result_a = await run_a
+    finally:
+        await worker_a.close()
+        await worker_b.close()
+
+    assert (result_a.completed, result_a.dropped) == (0, 1)
+    effects = await per_item(fault_engine, "SELECT worker, count(*) FROM fault_effects GROUP BY 1")
+    assert effects == {"B": 1}
+    await assert_each_item_done_exactly_once(fault_engine, 1)
+
+
+async def test_expired_leases_past_max_attempts_end_in_error(
+    runtime: curate.Runtime, fault_engine: AsyncEngine
+) -> None:
+    await queue_items(fault_engine, 2)
+    async with fault_engine.begin() as conn:  # two rows a dead worker held: attempts 1 and 3
+        await conn.execute(
+            update(FaultItem).values(
+                fault_status="Processing",
+                fault_claimed_by="dead-worker",
+                fault_lease_until=func.now() - text("interval '1 second'"),
+                fault_attempts=func.greatest(1, (FaultItem.id - 1) * 3),
+            )
+        )
+    flow = fault_workflow("w", 0.0, retry=curate.RetryPolicy(max_attempts=3))
+    rescued = await rescue_expired(await runtime.context(flow))
+    assert rescued is not None and len(rescued) == 2
+    async with fault_engine.connect() as conn:
+        rows = (await conn.execute(select(FaultItem.__table__).order_by(FaultItem.id))).all()
+    assert [(r.fault_status.value, r.fault_claimed_by) for r in rows] == [
+        ("Queued", None),
+        ("Error", None),
+    ]
+    assert rows[0].fault_error == "LeaseExpired: the lease expired on attempt 1 of 3; queued again"
+    assert rows[1].fault_error == (
+        "LeaseExpired: the lease expired on attempt 3 of 3; no attempts left"
+    )
+
+
+async def test_only_one_worker_rescues_at_a_time(
+    runtime: curate.Runtime, fault_engine: AsyncEngine
+) -> None:
+    flow = fault_workflow("w", 0.0)
+    ctx = await runtime.context(flow)
+    async with fault_engine.begin() as conn:  # another worker is rescuing right now
+        await conn.execute(select(func.pg_advisory_xact_lock(advisory_lock_key(ctx))))
+        assert await rescue_expired(ctx) is None
+    assert await rescue_expired(ctx) == []
+
+
+@pytest.fixture
+async def own_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """A PostgreSQL this test may stop and start: never the shared one."""
+    server = await asyncio.to_thread(start_embedded_postgres, tmp_path / "pg" / "data")
+    yield server.url, tmp_path / "pg" / "data"
+    await asyncio.to_thread(server.release)
+
+
+def pg_ctl(data_dir: Path, *args: str) -> None:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[attr-defined]
+
+    run_as = {"user": "embedded_postgres"} if os.geteuid() == 0 else {}
+    subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data_dir), "-w", *args],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        **run_as,  # type: ignore[arg-type]
+    )
+
+
+async def test_postgres_restarted_mid_run_loses_nothing(
+    own_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, data_dir = own_server
+    runtime = curate.configure(curate.CurateSettings(database_url=url, worker_id="checker"))
+    engine = await runtime.database.engine()
+    await create_fault_tables(engine)
+    items = 600
+    await queue_items(engine, items)
+    pool = Workers(tmp_path, url, "public")
+    worker = pool.spawn("--work-seconds", "0.005", "--concurrency", "4", *LEASED)
+    try:
+
+        async def under_way() -> bool:
+            return (await status_counts(engine))["Complete"] >= 100
+
+        await wait_until(under_way, seconds=60, what="100 items complete")
+        await runtime.database.dispose()
+        pg_ctl(data_dir, "-m", "fast", "stop")
+        assert worker.poll() is None
+        pg_ctl(
+            data_dir, "-l", str(data_dir / "restart.log"),
+            "-o", f"-h '' -k {data_dir}", "start",
+        )  # fmt: skip
+        engine = await runtime.database.engine()
+        await wait_until(lambda: drained(engine), seconds=90, what="the queue to drain")
+        assert worker.poll() is None, pool.logs()  # it survived the outage
+        await assert_each_item_done_exactly_once(engine, items)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        pool.kill_all()
+        await runtime.database.dispose()
+    logs = pool.logs()
+    assert "retrying" in logs or "the next run tries again" in logs, logs[-3000:]
