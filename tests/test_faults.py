@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
@@ -334,3 +334,94 @@ async def test_postgres_restarted_mid_run_loses_nothing(
         await runtime.database.dispose()
     logs = pool.logs()
     assert "retrying" in logs or "the next run tries again" in logs, logs[-3000:]
+
+
+async def run_while(
+    runtime: curate.Runtime, meddle: str, service_note: str = "ran"
+) -> curate.RunResult:
+    """Run one item whose row ``meddle`` (SQL) changes while the service is in flight."""
+    started, go_on = asyncio.Event(), asyncio.Event()
+
+    async def service(item_id: int, session: AsyncSession) -> None:
+        session.add(FaultEffect(item_id=item_id, worker=service_note))
+        started.set()
+        await go_on.wait()
+
+    flow = curate.Workflow("fault", model=FaultItem, service=service)
+    run = asyncio.create_task(flow.run(runtime))
+    await started.wait()
+    engine = await runtime.database.engine()
+    async with engine.begin() as conn:
+        await conn.execute(text(meddle))
+    go_on.set()
+    return await run
+
+
+async def test_a_row_deleted_while_it_runs_is_dropped_quietly(
+    runtime: curate.Runtime, fault_engine: AsyncEngine
+) -> None:
+    await queue_items(fault_engine, 1)
+    result = await run_while(runtime, "DELETE FROM fault_items")
+    assert (result.claimed, result.dropped) == (1, 1)
+    assert await per_item(fault_engine, "SELECT item_id, 1 FROM fault_effects") == {}
+
+
+async def test_a_row_requeued_by_hand_while_it_runs_keeps_the_newer_state(
+    runtime: curate.Runtime, fault_engine: AsyncEngine
+) -> None:
+    await queue_items(fault_engine, 1)
+    result = await run_while(
+        runtime, "UPDATE fault_items SET fault_status = 'Queued', fault_error = 'redo please'"
+    )
+    assert result.completed == 1  # the run finished its work...
+    async with fault_engine.connect() as conn:
+        row = (await conn.execute(select(FaultItem.__table__))).one()
+    assert (row.fault_status.value, row.fault_error) == ("Queued", "redo please")  # ...not over it
+
+
+async def test_unknown_status_values_are_left_alone(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("CREATE TABLE loose (id int PRIMARY KEY, work_status text, work_error text)")
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO loose VALUES (1, 'Queued', NULL), (2, 'queued ', NULL), (3, '', NULL)"
+            )
+        )
+    loose = Table(
+        "loose",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("work_status", String),
+        Column("work_error", String),
+    )
+
+    async def noop(item_id: int, session: AsyncSession) -> None:
+        pass
+
+    result = await curate.Workflow("work", model=loose, service=noop).run(runtime)
+    assert (result.claimed, result.completed) == (1, 1)
+    async with engine.connect() as conn:
+        statuses = (await conn.execute(text("SELECT work_status FROM loose ORDER BY id"))).all()
+    assert [s for (s,) in statuses] == ["Complete", "queued ", ""]
+
+
+async def test_megabytes_of_error_text_are_cut_and_stored(
+    runtime: curate.Runtime, fault_engine: AsyncEngine
+) -> None:
+    await queue_items(fault_engine, 1)
+
+    async def explodes(item_id: int, session: AsyncSession) -> None:
+        raise ValueError("\x00" + "boom " * 1_000_000)
+
+    flow = curate.Workflow(
+        "fault", model=FaultItem, service=explodes, retry=curate.RetryPolicy(max_attempts=1)
+    )
+    assert (await flow.run(runtime)).failed == 1
+    async with fault_engine.connect() as conn:
+        error = (await conn.execute(select(FaultItem.fault_error))).scalar_one()  # type: ignore[attr-defined]
+    assert error.startswith("ValueError: \\x00boom boom")
+    assert len(error) == 2_000
