@@ -425,3 +425,20 @@ async def test_megabytes_of_error_text_are_cut_and_stored(
         error = (await conn.execute(select(FaultItem.fault_error))).scalar_one()  # type: ignore[attr-defined]
     assert error.startswith("ValueError: \\x00boom boom")
     assert len(error) == 2_000
+
+
+async def test_connection_errors_are_told_from_statement_errors(engine: AsyncEngine) -> None:
+    """Real errors: a terminated backend is worth retrying, a bad statement is not."""
+    from curate.engine.backoff import is_connection_error
+
+    async with engine.connect() as victim, engine.connect() as killer:
+        pid = (await victim.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(Exception) as terminated:
+            await victim.execute(text("SELECT 1"))
+    assert is_connection_error(terminated.value), repr(terminated.value)
+
+    async with engine.connect() as conn:
+        with pytest.raises(Exception) as mistake:
+            await conn.execute(text("SELECT * FROM no_such_table"))
+    assert not is_connection_error(mistake.value)

@@ -13,7 +13,7 @@ from typing import TypeVar
 from asyncpg.exceptions import CannotConnectNowError, PostgresConnectionError
 from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
 from loguru import logger
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from curate.engine.error_text import format_error
 
@@ -23,20 +23,35 @@ DELAYS_SECONDS = (0.25, 0.5, 1.0, 2.0, 4.0)
 """Waits between tries: about 8 s in all before giving up (leases hand the item back)."""
 
 
+CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+"""Connection exceptions (class 08), and the server shutting down or starting up."""
+
+
 def is_connection_error(error: BaseException) -> bool:
-    """The database went away (or is starting up): trying again later may work."""
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+    """The database went away (or is restarting): trying again later may work.
+
+    Looks through SQLAlchemy's and asyncpg's wrappers (``orig``, ``__cause__``).
+    """
+    seen: BaseException | None = error
+    for _ in range(10):  # a wrapper chain is short; never follow a cycle for ever
+        if seen is None:
+            return False
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
             return True
-        return error.orig is not None and is_connection_error(error.orig)
-    return isinstance(
-        error,
-        OSError
-        | ConnectionError
-        | PostgresConnectionError
-        | CannotConnectNowError
-        | AsyncpgInterfaceError,
-    )
+        if isinstance(
+            seen,
+            OSError
+            | ConnectionError
+            | PostgresConnectionError
+            | CannotConnectNowError
+            | AsyncpgInterfaceError,
+        ):
+            return True
+        sqlstate = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(CONNECTION_SQLSTATES):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 async def retry_on_connection_loss(
