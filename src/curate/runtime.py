@@ -50,8 +50,13 @@ class WorkflowStats:
 class Runtime:
     """Everything curate keeps for the life of the process."""
 
-    def __init__(self, settings: CurateSettings) -> None:
+    def __init__(
+        self, settings: CurateSettings, workflow_overrides: dict[str, Any] | None = None
+    ) -> None:
+        """``workflow_overrides`` set `WorkflowSettings` fields for every workflow, over
+        code and environment (the CLI's ``--concurrency``, for instance)."""
         self.settings = settings
+        self.workflow_overrides = workflow_overrides or {}
         self.database = Database(settings)
         self.stats: dict[str, WorkflowStats] = {}
         self.stopping = False
@@ -62,7 +67,10 @@ class Runtime:
     def workflow_settings(self, workflow: Workflow) -> WorkflowSettings:
         """The workflow's settings, read and validated once, then cached."""
         if workflow.name not in self._workflow_settings:
-            self._workflow_settings[workflow.name] = workflow.load_settings()
+            loaded = workflow.load_settings()
+            if self.workflow_overrides:
+                loaded = loaded.model_validate({**loaded.model_dump(), **self.workflow_overrides})
+            self._workflow_settings[workflow.name] = loaded
         return self._workflow_settings[workflow.name]
 
     def register(self, workflow: Workflow, config: RunConfig | None = None) -> None:
@@ -165,10 +173,12 @@ class Runtime:
 _runtime: Runtime | None = None
 
 
-def configure(settings: CurateSettings | None = None) -> Runtime:
+def configure(
+    settings: CurateSettings | None = None, workflow_overrides: dict[str, Any] | None = None
+) -> Runtime:
     """Set the process's runtime from ``settings`` (default: from the environment)."""
     global _runtime
-    _runtime = Runtime(settings if settings is not None else CurateSettings())
+    _runtime = Runtime(settings if settings is not None else CurateSettings(), workflow_overrides)
     return _runtime
 
 

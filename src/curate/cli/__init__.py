@@ -1,4 +1,7 @@
-"""The `curate` command line: one module per command group, gathered here."""
+"""The `curate` command line: one module per command group, gathered here.
+
+Shell completion: ``eval "$(_CURATE_COMPLETE=bash_source curate)"`` (zsh_source, fish_source).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,13 @@ from curate.cli.demo import demo
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="curate")
-def main() -> None:
-    """curate: status-driven background workflows on your PostgreSQL tables."""
+@click.option("--debug", is_flag=True, help="Show tracebacks of expected errors too.")
+def main(debug: bool) -> None:
+    """curate: status-driven background workflows on your PostgreSQL tables.
+
+    Exit codes: 0 ok, 1 failures found, 2 usage or configuration error, 3 database
+    unreachable.
+    """
 
 
 main.add_command(demo)
