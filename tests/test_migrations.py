@@ -82,4 +82,4 @@ async def test_upgrade_downgrade_upgrade(
 
 def test_missing_migrations_are_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(curate.ConfigurationError, match="migrations were not found"):
-        demo_schema.alembic_config(tmp_path)
+        demo_schema.alembic_ini(tmp_path)
