@@ -25,6 +25,7 @@ import importlib.util
 import inspect
 import os
 import re
+import signal
 import sys
 import textwrap
 import types
@@ -64,6 +65,7 @@ EXECUTED_BY = {
     "photos/services/thumbnail_scheduler.py": "test_tutorial_scheduler",
     "photos/services/curation_service.py": "test_tutorial_run_once",
     "photos/app.py": "test_fastapi_app",
+    "photos/worker.py": "test_photos_worker_process",
     "tutorial_run_once.py": "test_tutorial_run_once",
     "tutorial_scheduler.py": "test_tutorial_scheduler",
     "seed_port/models.py": "test_seed_port_scheduler",
@@ -604,6 +606,77 @@ async def test_fastapi_app(
     assert second["thumbnail_status"] == "Error"
     assert second["thumbnail_error"] == "NonRetryableError: photo 2 has no size (0x10)"
     assert (await photo_rows(engine))[1].thumbnail_claimed_by == "docs-app"
+
+
+async def test_photos_worker_process(
+    settings: curate.CurateSettings, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """deploy-replicas.md: the worker drains the queue, keeps polling, exits 0 on SIGTERM."""
+    assert settings.database_url and settings.database_schema
+    await create_photos_tables(engine)
+    models = example("photos.models")
+    curation = example("photos.services.curation_service")
+    sessionmaker = await curate.get_runtime().database.sessionmaker()
+
+    async def select_photos(ids: range) -> None:
+        photos = [
+            {"id": n, "url": f"https://example.org/{n}.jpg", "width": 640, "height": 480}
+            for n in ids
+        ]
+        if 3 in ids:
+            photos[ids.index(3)]["width"] = 0  # fails: NonRetryableError
+        async with sessionmaker() as session, session.begin():
+            await session.execute(insert(models.Photo), photos)
+            await curation.set_curation_status(session, list(ids), models.CurationStatus.Selected)
+
+    async def settled(count: int) -> bool:
+        assert process.returncode is None, log_path.read_text()  # the worker must keep running
+        rows = await photo_rows(engine)
+        finished = [r for r in rows.values() if r.thumbnail_status in ("Complete", "Error")]
+        return len(finished) == count
+
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("CURATE_") and "_SCHEDULER_" not in key
+    }
+    env.update(
+        CURATE_DATABASE_URL=settings.database_url,
+        CURATE_DATABASE_SCHEMA=settings.database_schema,
+        CURATE_WORKER_ID="docs-worker",
+        THUMBNAIL_SCHEDULER_INTERVAL_SECONDS="0.1",
+    )
+    await select_photos(range(1, 41))
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "photos.worker",
+            cwd=EXAMPLES,
+            env=env,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    try:
+        await wait_until(lambda: settled(40), seconds=60, what="the worker to drain the queue")
+        await select_photos(range(41, 46))  # queued while it runs: a later poll takes them
+        await wait_until(lambda: settled(45), seconds=30, what="the worker to take new rows")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0, log_path.read_text()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    rows = await photo_rows(engine)
+    complete = {n for n, row in rows.items() if row.thumbnail_status == "Complete"}
+    assert complete == set(range(1, 46)) - {3}
+    assert rows[3].thumbnail_error == "NonRetryableError: photo 3 has no size (0x480)"
+    assert {r.thumbnail_claimed_by for r in rows.values()} == {"docs-worker"}
+    logs = log_path.read_text()
+    assert "worker docs-worker running ['thumbnail']" in logs
+    assert "stopping: no new claims" in logs
 
 
 SITEMAP = (
