@@ -1,45 +1,31 @@
 """Fixtures: a real PostgreSQL, an isolated schema per test, a configured curate runtime.
 
-The server is, in order: ``CURATE_TEST_DATABASE_URL``; the local server on 127.0.0.1:5432
-(database ``test``) when it answers; otherwise an embedded PostgreSQL started for the run.
+The database and the schema come from curate's own pytest plugin (curate.pytest_plugin):
+``CURATE_TEST_DATABASE_URL``, else the local server on 127.0.0.1:5432, else an embedded
+PostgreSQL; a fresh schema per test.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import curate
 from curate import scheduling
-from curate.db.embedded import start_embedded_postgres
 from tests.models import Base
-
-LOCAL_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-
-
-def _local_server_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    configured = os.environ.get("CURATE_TEST_DATABASE_URL")
-    if configured:
-        return curate.CurateSettings(database_url=configured).database_url or configured
-    if _local_server_answers():
-        return LOCAL_SERVER
-    return start_embedded_postgres(Path(tmp_path_factory.mktemp("pg")) / "data").url
+def database_url(curate_database_url: str) -> str:
+    return curate_database_url
+
+
+@pytest.fixture
+def schema(curate_schema: str) -> str:
+    return curate_schema
 
 
 @pytest.fixture
@@ -47,17 +33,6 @@ async def admin_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(database_url)
     yield engine
     await engine.dispose()
-
-
-@pytest.fixture
-async def schema(admin_engine: AsyncEngine) -> AsyncIterator[str]:
-    """A fresh schema for this test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    async with admin_engine.begin() as conn:
-        await conn.execute(text(f"CREATE SCHEMA {name}"))
-    yield name
-    async with admin_engine.begin() as conn:
-        await conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
 
 
 @pytest.fixture
