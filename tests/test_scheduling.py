@@ -149,6 +149,12 @@ async def test_shutdown_waits_for_the_running_item(
         return runtime.stopping
 
     await wait_until(claiming_stopped, what="shutdown to begin")
+
+    async def unstarted_item_handed_back() -> bool:
+        return (await item_row(engine, 2)).work_status is ProcessingStatus.Queued
+
+    # At once, not when the running item frees its slot:
+    await wait_until(unstarted_item_handed_back, what="the unstarted item back in the queue")
     assert not shutdown.done()  # still waiting for the item in flight
     release.set()
     await asyncio.wait_for(shutdown, timeout=10)

@@ -63,6 +63,8 @@ class Runtime:
         self._workflow_settings: dict[str, WorkflowSettings] = {}
         self._active: set[asyncio.Task[Any]] = set()
         self._registered: dict[str, tuple[Workflow, RunConfig | None]] = {}
+        self._stops: set[asyncio.Event] = set()
+        """One per running run: set by `stop_runs` to end claiming at once."""
 
     def workflow_settings(self, workflow: Workflow) -> WorkflowSettings:
         """The workflow's settings, read and validated once, then cached."""
@@ -116,11 +118,16 @@ class Runtime:
         self.register(workflow, config)
         ctx = await self.context(workflow, config)
         task = asyncio.current_task()
+        stop = asyncio.Event()
+        if self.stopping:
+            stop.set()
+        self._stops.add(stop)
         if task is not None:
             self._active.add(task)
         try:
-            result = await run_workflow(ctx, should_stop=lambda: self.stopping)
+            result = await run_workflow(ctx, stop)
         finally:
+            self._stops.discard(stop)
             if task is not None:
                 self._active.discard(task)
         self.stats.setdefault(workflow.name, WorkflowStats()).add(result)
@@ -154,6 +161,8 @@ class Runtime:
         True if every run finished within the grace period.
         """
         self.stopping = True
+        for stop in self._stops:
+            stop.set()
         running = [task for task in self._active if not task.done()]
         if not running:
             return True

@@ -3,8 +3,8 @@
 The next batch is claimed as soon as the last item of the previous one has started, so
 ``concurrency`` slots stay busy, while at most one batch waits claimed but unstarted.
 A run stops claiming when a batch comes back short (the queue is drained), when its
-budget of items or seconds is spent, or when ``should_stop()`` says the process is
-shutting down; claimed items that have not started by then go back to Queued.
+budget of items or seconds is spent, or when ``stop`` is set (the process is shutting
+down); claimed items that have not started go back to Queued at once.
 While items are held, a heartbeat renews their leases. It never raises for what a
 service or the database does: a lost connection is retried with backoff, then logged.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 from loguru import logger
 
@@ -38,12 +37,9 @@ CLAIM_RETRY_DELAYS_SECONDS = (0.25, 1.0)
 """A claim is retried briefly: nothing is held yet, and the next run tries again anyway."""
 
 
-def _never() -> bool:
-    return False
-
-
-async def run_workflow(ctx: RunContext, should_stop: Callable[[], bool] = _never) -> RunResult:
+async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> RunResult:
     """Claim and process items of ``ctx``'s workflow; return what was done."""
+    stop = stop or asyncio.Event()
     result = RunResult(workflow=ctx.name)
     started = time.monotonic()
     deadline = started + ctx.config.run_max_seconds
@@ -51,7 +47,7 @@ async def run_workflow(ctx: RunContext, should_stop: Callable[[], bool] = _never
     heartbeat = Heartbeat(ctx)
     with logger.contextualize(workflow=ctx.name):
         async with heartbeat.beating(), asyncio.TaskGroup() as tasks:
-            while not should_stop() and time.monotonic() < deadline:
+            while not stop.is_set() and time.monotonic() < deadline:
                 limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
                 if limit <= 0:
                     break
@@ -60,12 +56,11 @@ async def run_workflow(ctx: RunContext, should_stop: Callable[[], bool] = _never
                 heartbeat.held.update({item.id: item.attempt for item in batch})
                 for index, item in enumerate(batch):
                     try:
-                        await slots.acquire()
+                        started = await _slot_or_stop(slots, stop)
                     except asyncio.CancelledError:
                         await _release(ctx, batch[index:], heartbeat)
                         raise
-                    if should_stop():
-                        slots.release()
+                    if not started:
                         await _release(ctx, batch[index:], heartbeat)
                         result.claimed -= len(batch) - index
                         break
@@ -84,6 +79,25 @@ async def run_workflow(ctx: RunContext, should_stop: Callable[[], bool] = _never
             result.elapsed_seconds,
         )
     return result
+
+
+async def _slot_or_stop(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:
+    """Wait for a free slot (True, the slot taken) or for ``stop`` (False, no slot)."""
+    if stop.is_set():
+        return False
+    acquiring = asyncio.ensure_future(slots.acquire())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((acquiring, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not acquiring.done():
+            acquiring.cancel()
+    if acquiring.done() and not acquiring.cancelled():
+        if not stop.is_set():
+            return True
+        slots.release()
+    return False
 
 
 async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[ClaimedItem]:
