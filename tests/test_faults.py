@@ -19,7 +19,19 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
@@ -442,3 +454,107 @@ async def test_connection_errors_are_told_from_statement_errors(engine: AsyncEng
         with pytest.raises(Exception) as mistake:
             await conn.execute(text("SELECT * FROM no_such_table"))
     assert not is_connection_error(mistake.value)
+
+
+async def test_the_heartbeat_keeps_a_long_item_alive_on_a_short_lease(
+    runtime: curate.Runtime, fault_engine: AsyncEngine
+) -> None:
+    """An item runs three times its lease; rescues meanwhile find nothing to take."""
+    await queue_items(fault_engine, 1)
+    rescuer = fault_workflow("rescuer", 0.0)
+    finished = asyncio.Event()
+
+    async def long_item(item_id: int, session: AsyncSession) -> None:
+        session.add(FaultEffect(item_id=item_id, worker="long"))
+        ends = asyncio.get_running_loop().time() + 1.5
+
+        async def lease_outlived() -> bool:
+            assert await rescue_expired(await runtime.context(rescuer)) == []
+            return asyncio.get_running_loop().time() > ends
+
+        await wait_until(lease_outlived, poll_seconds=0.1, what="three lease lengths")
+        finished.set()
+
+    flow = curate.Workflow(
+        "fault", model=FaultItem, service=long_item, lease_seconds=0.5, heartbeat_seconds=0.1
+    )
+    result = await flow.run(runtime)
+    assert finished.is_set() and result.completed == 1
+    await assert_each_item_done_exactly_once(fault_engine, 1)
+
+
+async def test_seed_tables_are_rescued_by_updated_at_when_a_stale_age_is_set(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE TABLE seedish (id int PRIMARY KEY, status text, error text,"
+                " updated_at timestamptz)"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO seedish VALUES (1, 'Processing', NULL, now() - interval '1 hour'),"
+                " (2, 'Processing', NULL, now())"
+            )
+        )
+    seedish = Table(
+        "seedish",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("status", String),
+        Column("error", String),
+        Column("updated_at", DateTime(timezone=True)),
+    )
+
+    async def noop(item_id: int, session: AsyncSession) -> None:
+        pass
+
+    await curate.run_job_loop(
+        model=seedish,
+        status_enum=curate.ProcessingStatus,
+        queued_status=curate.ProcessingStatus.Queued,
+        processing_status=curate.ProcessingStatus.Processing,
+        completed_status=curate.ProcessingStatus.Complete,
+        failed_status=curate.ProcessingStatus.Error,
+        processing_function=noop,
+        batch_size=10,
+        stale_after_seconds=600,
+    )
+    assert await runtime.rescue() == 1
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT id, status FROM seedish ORDER BY id"))).all()
+    assert [tuple(r) for r in rows] == [(1, "Queued"), (2, "Processing")]
+
+
+async def test_tables_that_cannot_be_rescued_say_so_at_start_up(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="WARNING")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE bare (id int PRIMARY KEY, st text, err text)"))
+        bare = Table(
+            "bare",
+            MetaData(),
+            Column("id", Integer, primary_key=True),
+            Column("st", String),
+            Column("err", String),
+        )
+
+        async def noop(item_id: int, session: AsyncSession) -> None:
+            pass
+
+        flow = curate.Workflow(
+            "bare", model=bare, service=noop, columns=curate.ColumnNames(status="st", error="err")
+        )
+        runtime.register(flow)
+    finally:
+        logger.remove(sink)
+    [warning] = [line for line in lines if "no lease column" in line]
+    assert "stay there until re-queued by hand" in warning
+    assert "add the lease columns" in warning
