@@ -23,7 +23,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await shutdown_scheduler()  # stop claiming, let running runs finish
-        await runtime.database.dispose()
+        await runtime.close()
 
 
 app = FastAPI(lifespan=lifespan)
