@@ -15,7 +15,7 @@ import importlib
 import sys
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,11 @@ class Project:
     @property
     def services_dir(self) -> Path:
         return self.package_dir / "services"
+
+    @property
+    def registry_path(self) -> Path:
+        """The module listing the app's workflows (the default ``app``)."""
+        return self.services_dir / "workflows.py"
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project:
@@ -78,6 +83,16 @@ class Project:
             app=str(table.get("app", f"{package}.services.workflows:WORKFLOWS")),
             alembic_ini=root / str(table.get("alembic_ini", "alembic.ini")),
         )
+
+    def with_package(self, package: str) -> Project:
+        """The same project with another package (``--package``); it must be inside."""
+        for candidate in (self.root / "src" / package, self.root / package):
+            resolved = candidate.resolve()
+            if not resolved.is_relative_to(self.root):
+                raise ConfigurationError(f"package {package!r} is outside the project; refusing")
+            if (resolved / "__init__.py").is_file():
+                return replace(self, package=package, package_dir=resolved)
+        raise ConfigurationError(f"package {package!r} not found in {self.root}")
 
     def inside(self, path: Path) -> Path:
         """``path`` resolved, refused if it escapes the project."""

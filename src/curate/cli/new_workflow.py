@@ -1,0 +1,71 @@
+"""`curate new-workflow NAME`: scaffold a workflow in the house conventions."""
+
+from __future__ import annotations
+
+import click
+
+from curate.cli.common import UsageProblem
+from curate.errors import ConfigurationError
+from curate.project import Project
+from curate.scaffold.plan import Request, apply, plan_new_workflow
+
+
+@click.command("new-workflow")
+@click.argument("name")
+@click.option(
+    "--table", help="The table the workflow runs over (its model is found in <package>.models)."
+)
+@click.option("--model", metavar="MODULE:CLASS", help="The model class, e.g. myapp.models:Photo.")
+@click.option("--package", help="The project's package (default: [tool.curate] package).")
+@click.option(
+    "--service-only",
+    is_flag=True,
+    help="The table has the workflow's columns already: no model change, no migration.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be written; write nothing.")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def new_workflow(
+    name: str,
+    table: str | None,
+    model: str | None,
+    package: str | None,
+    service_only: bool,
+    dry_run: bool,
+    force: bool,
+) -> None:
+    """Scaffold the workflow NAME over a table of your project.
+
+    Writes <package>/services/NAME_scheduler.py (process_pending_NAMEs,
+    setup_NAME_scheduler), NAME_service.py (process_single_NAME), the model's columns
+    (a mixin in <package>/workflow_columns.py), an Alembic migration, the registration
+    in <package>/services/workflows.py, settings in .env.example and
+    tests/test_NAME_workflow.py. Nothing is written if anything is wrong.
+
+    \b
+    Examples:
+      curate new-workflow thumbnail --table photos
+      curate new-workflow thumbnail --model myapp.models:Photo --dry-run
+    """
+    try:
+        project = Project.find()
+        if package:
+            project = project.with_package(package)
+        changes = plan_new_workflow(
+            project,
+            Request(name=name, model=model, table=table, service_only=service_only, force=force),
+        )
+    except ConfigurationError as error:
+        raise UsageProblem(str(error)) from None
+    for change in changes:
+        relative = change.path.relative_to(project.root)
+        if change.exists and change.path.read_text() == change.content:
+            continue
+        verb = "update" if change.exists else "create"
+        click.echo(f"{'would ' if dry_run else ''}{verb} {relative}")
+        if dry_run:
+            click.echo("".join(f"    {line}\n" for line in change.content.splitlines()))
+    if not dry_run:
+        apply(changes)
+        click.echo(
+            f"next: apply the migration (curate db upgrade), then run tests/test_{name}_workflow.py"
+        )

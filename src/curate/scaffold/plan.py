@@ -1,0 +1,294 @@
+"""Working out what `curate new-workflow` writes, and checking it all before writing."""
+
+from __future__ import annotations
+
+import keyword
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from curate.columns import ColumnNames
+from curate.errors import ConfigurationError
+from curate.project import Project
+from curate.scaffold import pysource, templates
+from curate.settings import WorkflowSettings
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_SAMPLES = {"int": "1", "str": '"sample"', "bool": "False", "float": "0.0"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file to create, or to replace with new content."""
+
+    path: Path
+    content: str
+    exists: bool
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for."""
+
+    name: str
+    model: str | None = None
+    """``module:Class``; or None to find the model by ``table`` in ``<package>.models``."""
+    table: str | None = None
+    service_only: bool = False
+    force: bool = False
+
+
+def check_name(name: str) -> None:
+    if not _NAME.match(name) or name.endswith("_"):
+        raise ConfigurationError(
+            f"workflow name {name!r} is not a lower snake_case identifier; use e.g. thumbnail"
+            " or sitemap_import"
+        )
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise ConfigurationError(f"workflow name {name!r} is a Python keyword; choose another")
+    if pysource.is_reserved_name(name):
+        raise ConfigurationError(
+            f"workflow name {name!r} is a standard-library module name; choose another"
+        )
+
+
+def plan_new_workflow(project: Project, request: Request) -> list[Change]:
+    """Every file to write for ``request``; raises `ConfigurationError`, writing nothing."""
+    name = request.name
+    check_name(name)
+    if name == project.package:
+        raise ConfigurationError(f"workflow name {name!r} would shadow the package {name}")
+    services = project.inside(project.services_dir.relative_to(project.root))
+    scheduler_path = services / f"{name}_scheduler.py"
+    service_path = services / f"{name}_service.py"
+    for path in (scheduler_path, service_path, services / f"{name}.py"):
+        if path.exists() and not request.force:
+            raise ConfigurationError(
+                f"{path.relative_to(project.root)} exists: the workflow {name!r} (or a module of"
+                " that name) is already there; choose another name, or --force to overwrite"
+            )
+    models_module, model_path, model = _model(project, request)
+    limit = _line_length(project)
+    values = _values(project, name, model, models_module)
+
+    changes = [
+        _write(services / "__init__.py", '"""The app\'s background workflows."""\n', keep=True),
+        _write(service_path, templates.SERVICE.format(**values)),
+        _write(scheduler_path, templates.SCHEDULER.format(**values)),
+        _write(project.registry_path, _registry(project, name)),
+        _write(project.root / ".env.example", _env_example(project, name)),
+        _write(
+            project.inside(Path("tests")) / f"test_{name}_workflow.py",
+            templates.TEST.format(**values),
+        ),
+    ]
+    if not request.service_only:
+        changes += _columns_and_migration(project, name, model, models_module, model_path, limit)
+    return [c for c in changes if not (c.exists and c.path.read_text() == c.content)]
+
+
+def apply(changes: list[Change]) -> None:
+    for change in changes:
+        change.path.parent.mkdir(parents=True, exist_ok=True)
+        change.path.write_text(change.content)
+
+
+def _write(path: Path, content: str, keep: bool = False) -> Change:
+    """A change to ``path``; with ``keep`` an existing file stays as it is."""
+    if keep and path.exists():
+        return Change(path, path.read_text(), exists=True)
+    return Change(path, content, exists=path.exists())
+
+
+def _model(project: Project, request: Request) -> tuple[str, Path, pysource.ModelClass]:
+    if request.model:
+        module, _, class_name = request.model.partition(":")
+        if not module or not class_name:
+            raise ConfigurationError(f"--model {request.model!r} must look like module:Class")
+    elif request.table:
+        module, class_name = f"{project.package}.models", None
+    else:
+        raise ConfigurationError("say which table the workflow runs over: --table or --model")
+    path = _module_path(project, module)
+    model = pysource.find_model(path.read_text(), class_name=class_name, table=request.table)
+    return module, path, model
+
+
+def _module_path(project: Project, module: str) -> Path:
+    relative = Path(*module.split("."))
+    base = project.package_dir.parent
+    for candidate in (base / relative.with_suffix(".py"), base / relative / "__init__.py"):
+        resolved = candidate.resolve()
+        if not resolved.is_relative_to(project.root):
+            raise ConfigurationError(f"module {module} is outside the project; refusing")
+        if resolved.is_file():
+            return resolved
+    raise ConfigurationError(f"module {module} not found under {base}")
+
+
+def _line_length(project: Project) -> int:
+    data = tomllib.loads((project.root / "pyproject.toml").read_text())
+    length = data.get("tool", {}).get("ruff", {}).get("line-length", 88)
+    return int(length)
+
+
+def _values(
+    project: Project, name: str, model: pysource.ModelClass, models_module: str
+) -> dict[str, str]:
+    variable = re.sub(r"(?<!^)(?=[A-Z])", "_", model.name).lower()
+    pk_type = model.pk_type
+    stdlib_import = ""
+    if pk_type.startswith("uuid."):
+        stdlib_import = "import uuid\n\n"
+    elif pk_type not in _SAMPLES:
+        pk_type, stdlib_import = "Any", "from typing import Any\n\n"
+    sample = ", ".join(
+        f"{column}={_SAMPLES.get(python_type, 'None')}"
+        for column, python_type in model.required.items()
+    )
+    return {
+        "name": name,
+        "table": model.table,
+        "model": model.name,
+        "models_module": models_module,
+        "package": project.package,
+        "pk_name": model.pk_name,
+        "pk_type": pk_type,
+        "stdlib_import": stdlib_import,
+        "variable": variable if variable != name else f"{variable}_row",
+        "sample": sample,
+    }
+
+
+def _registry(project: Project, name: str) -> str:
+    """The registry module with every workflow it lists, plus ``name``."""
+    path = project.registry_path
+    listed = _listed_workflows(project, path.read_text()) if path.exists() else []
+    names = sorted({*listed, name})
+    rendered_before = _render_registry(project, listed)
+    if path.exists() and path.read_text() != rendered_before:
+        raise ConfigurationError(
+            f"{path.relative_to(project.root)} was edited by hand, so curate will not rewrite"
+            f" it; add {name}_workflow and setup_{name}_scheduler to it yourself, then run"
+            " again with --force"
+        )
+    return _render_registry(project, names)
+
+
+def _listed_workflows(project: Project, source: str) -> list[str]:
+    pattern = rf"^from {re.escape(project.package)}\.services\.(\w+)_scheduler import"
+    return re.findall(pattern, source, flags=re.MULTILINE)
+
+
+def _render_registry(project: Project, names: list[str]) -> str:
+    imports = "".join(
+        f"from {project.package}.services.{n}_scheduler import (\n"
+        + "".join(
+            f"    {symbol},\n" for symbol in sorted([f"setup_{n}_scheduler", f"{n}_workflow"])
+        )
+        + ")\n"
+        for n in names
+    )
+    return templates.REGISTRY.format(
+        imports=f"\n{imports}" if imports else "",
+        workflows="".join(f"\n    {n}_workflow," for n in names) + ("\n" if names else ""),
+        setups="".join(f"\n    setup_{n}_scheduler," for n in names) + ("\n" if names else ""),
+    )
+
+
+def _env_example(project: Project, name: str) -> str:
+    path = project.root / ".env.example"
+    existing = path.read_text() if path.exists() else ""
+    prefix = WorkflowSettings.env_prefix_for(name)
+    if f"# {prefix}" in existing:
+        return existing
+    lines = [f"# The {name} workflow (curate): uncomment to override the code's defaults."]
+    for field, info in WorkflowSettings.model_fields.items():
+        default = "unset" if info.default is None else info.default
+        lines.append(f"# {prefix}{field.upper()}={default}")
+    separator = "\n" if existing and not existing.endswith("\n\n") else ""
+    return existing + separator + "\n".join(lines) + "\n"
+
+
+def _columns_and_migration(
+    project: Project,
+    name: str,
+    model: pysource.ModelClass,
+    models_module: str,
+    model_path: Path,
+    limit: int,
+) -> list[Change]:
+    mixin = "".join(part.title() for part in name.split("_")) + "Columns"
+    columns_path = project.package_dir / "workflow_columns.py"
+    columns_source = columns_path.read_text() if columns_path.exists() else templates.COLUMNS_MODULE
+    if f"class {mixin}:" not in columns_source:
+        columns_source += templates.COLUMNS_CLASS.format(
+            mixin=mixin, name=name, columns=_column_lines(name, limit)
+        )
+    model_source = pysource.add_base(model_path.read_text(), model.name, mixin, limit)
+    model_source = pysource.add_import(
+        model_source, f"{project.package}.workflow_columns", mixin, project.package, limit
+    )
+    versions, head = _alembic_head(project)
+    revision = secrets.token_hex(6)
+    migration = templates.MIGRATION.format(
+        name=name,
+        table=model.table,
+        revision=revision,
+        down_revision=head or "",
+        down_revision_literal=f'"{head}"' if head else "None",
+    )
+    return [
+        _write(columns_path, columns_source),
+        _write(model_path, model_source),
+        _write(versions / f"{revision}_add_{name}_workflow.py", migration),
+    ]
+
+
+def _column_lines(name: str, limit: int) -> str:
+    names = ColumnNames.for_prefix(name)
+    specs = [
+        (names.status, "ProcessingStatus | None", f'status_type("{name}")'),
+        (names.error, "str | None", "Text"),
+        (names.attempts, "int", 'server_default="0"'),
+        (names.run_after, "datetime | None", "DateTime(timezone=True)"),
+        (names.claimed_by, "str | None", "String(200)"),
+        (names.lease_until, "datetime | None", "DateTime(timezone=True)"),
+    ]
+    lines = []
+    for column, python_type, argument in specs:
+        head = f"    {column}: Mapped[{python_type}] = mapped_column("
+        lines.append(
+            pysource.fit(f"{head}{argument})", f"{head}\n        {argument}\n    )", limit)
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _alembic_head(project: Project) -> tuple[Path, str | None]:
+    """The versions folder of the project's Alembic set-up and its head revision."""
+    if not project.alembic_ini.is_file():
+        raise ConfigurationError(
+            f"{project.alembic_ini.name} not found in {project.root}: the workflow's migration"
+            " needs an Alembic set-up (or pass --service-only if the columns exist)"
+        )
+    ini = project.alembic_ini.read_text()
+    match = re.search(r"^script_location\s*=\s*(.+)$", ini, flags=re.MULTILINE)
+    location = (match.group(1).strip() if match else "migrations").replace(
+        "%(here)s", str(project.alembic_ini.parent)
+    )
+    versions = project.inside(Path(location)) / "versions"
+    revisions: dict[str, str | None] = {}
+    for path in versions.glob("*.py"):
+        text = path.read_text()
+        rev = re.search(r"^revision(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+        down = re.search(r"^down_revision(?::[^=]*)?=\s*(?:['\"]([^'\"]*)['\"]|None)", text, re.M)
+        if rev:
+            revisions[rev.group(1)] = down.group(1) if down and down.group(1) else None
+    heads = set(revisions) - {d for d in revisions.values() if d}
+    if len(heads) > 1:
+        raise ConfigurationError(
+            f"the migrations have several heads ({', '.join(sorted(heads))}); merge them first"
+        )
+    return versions, next(iter(heads), None)

@@ -1,0 +1,1 @@
+"""The app's background workflows, one `<name>_scheduler.py` each."""

@@ -1,0 +1,174 @@
+"""`curate new-workflow` used as a new user would: in a copy of a sample project.
+
+The generated code must pass the project's own ruff and mypy, its migration must apply,
+and its generated test must pass against real PostgreSQL, all without edits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+SAMPLE = Path(__file__).resolve().parent / "sample_project"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    copy = tmp_path / "photoapp"
+    shutil.copytree(SAMPLE, copy)
+    return copy
+
+
+def run(
+    project: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CURATE_")}
+    return subprocess.run(
+        args,
+        cwd=project,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input=input,
+    )
+
+
+def curate(project: Path, *args: str, **kwargs: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run(project, str(BIN / "curate"), *args, **kwargs)  # type: ignore[arg-type]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+async def test_a_scaffolded_workflow_passes_lint_types_migration_and_its_own_test(
+    project: Path, database_url: str, schema: str, admin_engine: AsyncEngine
+) -> None:
+    made = curate(project, "new-workflow", "thumbnail", "--table", "photos")
+    assert made.returncode == 0, made.stderr
+    for path in (
+        "src/photoapp/services/thumbnail_scheduler.py",
+        "src/photoapp/services/thumbnail_service.py",
+        "src/photoapp/workflow_columns.py",
+        "tests/test_thumbnail_workflow.py",
+        ".env.example",
+    ):
+        assert (project / path).is_file(), path
+    scheduler = (project / "src/photoapp/services/thumbnail_scheduler.py").read_text()
+    assert "async def process_pending_thumbnails() -> None:" in scheduler
+    assert "def setup_thumbnail_scheduler() -> None:" in scheduler
+    assert "THUMBNAIL_SCHEDULER_BATCH_SIZE=10" in (project / ".env.example").read_text()
+
+    for check in ([str(BIN / "ruff"), "check", "."], [str(BIN / "mypy")]):
+        done = run(project, *check)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    database = {"CURATE_DATABASE_URL": database_url, "CURATE_DATABASE_SCHEMA": schema}
+    migrated = curate(project, "db", "upgrade", env=database)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    async with admin_engine.connect() as conn:
+        columns = await conn.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = :schema AND table_name = 'photos'"
+            ),
+            {"schema": schema},
+        )
+        assert {"thumbnail_status", "thumbnail_lease_until"} <= set(columns.scalars())
+
+    tested = run(project, str(BIN / "pytest"), "-q", env={"CURATE_TEST_DATABASE_URL": database_url})
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "1 passed" in tested.stdout
+
+
+def test_a_second_workflow_joins_the_registry(project: Path) -> None:
+    assert curate(project, "new-workflow", "thumbnail", "--table", "photos").returncode == 0
+    second = curate(project, "new-workflow", "caption_check", "--model", "photoapp.models:Photo")
+    assert second.returncode == 0, second.stderr
+    registry = (project / "src/photoapp/services/workflows.py").read_text()
+    assert registry.index("caption_check_workflow,") < registry.index("thumbnail_workflow,")
+    models = (project / "src/photoapp/models.py").read_text()
+    assert "class Photo(CaptionCheckColumns, ThumbnailColumns, Base):" in models
+    for check in ([str(BIN / "ruff"), "check", "."], [str(BIN / "mypy")]):
+        done = run(project, *check)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["Thumbnail", "--table", "photos"], "not a lower snake_case identifier"),
+        (["2fast", "--table", "photos"], "not a lower snake_case identifier"),
+        (["class", "--table", "photos"], "is a Python keyword"),
+        (["json", "--table", "photos"], "standard-library module name"),
+        (["photoapp", "--table", "photos"], "would shadow the package"),
+        (["thumbnail"], "--table or --model"),
+        (["thumbnail", "--table", "nope"], '__tablename__ = "nope"'),
+        (["thumbnail", "--model", "photoapp.models"], "must look like module:Class"),
+        (["thumbnail", "--table", "photos", "--package", "../../etc"], "outside the project"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(
+    project: Path, arguments: list[str], message: str
+) -> None:
+    before = snapshot(project)
+    done = curate(project, "new-workflow", *arguments)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert snapshot(project) == before
+
+
+def test_outside_a_project_it_says_where_to_run(tmp_path: Path) -> None:
+    done = curate(tmp_path, "new-workflow", "thumbnail", "--table", "photos")
+    assert done.returncode == 2
+    assert "no pyproject.toml" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_workflows_are_never_overwritten_without_force(project: Path) -> None:
+    assert curate(project, "new-workflow", "thumbnail", "--table", "photos").returncode == 0
+    service = project / "src/photoapp/services/thumbnail_service.py"
+    service.write_text(service.read_text() + "# my business logic\n")
+    before = snapshot(project)
+
+    again = curate(project, "new-workflow", "thumbnail", "--table", "photos")
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert snapshot(project) == before
+
+    forced = curate(
+        project, "new-workflow", "thumbnail", "--table", "photos", "--force", "--service-only"
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert "# my business logic" not in service.read_text()
+
+
+def test_dry_run_prints_and_writes_nothing(project: Path) -> None:
+    before = snapshot(project)
+    done = curate(project, "new-workflow", "thumbnail", "--table", "photos", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "would create src/photoapp/services/thumbnail_scheduler.py" in done.stdout
+    assert "would update src/photoapp/models.py" in done.stdout
+    assert "async def process_single_thumbnail" in done.stdout
+    assert snapshot(project) == before
+
+
+def test_a_registry_edited_by_hand_is_not_rewritten(project: Path) -> None:
+    assert curate(project, "new-workflow", "thumbnail", "--table", "photos").returncode == 0
+    registry = project / "src/photoapp/services/workflows.py"
+    registry.write_text(registry.read_text() + "\nEXTRA = 1\n")
+    before = snapshot(project)
+    done = curate(project, "new-workflow", "caption_check", "--table", "photos")
+    assert done.returncode == 2
+    assert "edited by hand" in done.stderr
+    assert snapshot(project) == before
