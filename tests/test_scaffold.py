@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-SAMPLE = Path(__file__).resolve().parent / "sample_project"
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "photoapp"
 BIN = Path(sys.executable).parent
 
 

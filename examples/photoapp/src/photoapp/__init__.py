@@ -1,0 +1,1 @@
+"""photoapp: a small app that uses curate (the README tutorial and the scaffold tests)."""
