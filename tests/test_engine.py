@@ -35,6 +35,7 @@ async def test_completes_queued_items_with_their_writes(
     result = await work().run()
 
     assert (result.claimed, result.completed, result.failed) == (25, 25, 0)
+    assert 0 < result.elapsed_seconds < 30
     assert await status_counts(engine) == {"Complete": 25}
     assert await effects_per_item(engine) == dict.fromkeys(range(1, 26), 1)
     row = await item_row(engine, 1)

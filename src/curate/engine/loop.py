@@ -56,11 +56,11 @@ async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> Ru
                 heartbeat.held.update({item.id: item.attempt for item in batch})
                 for index, item in enumerate(batch):
                     try:
-                        started = await _slot_or_stop(slots, stop)
+                        got_slot = await _slot_or_stop(slots, stop)
                     except asyncio.CancelledError:
                         await _release(ctx, batch[index:], heartbeat)
                         raise
-                    if not started:
+                    if not got_slot:
                         await _release(ctx, batch[index:], heartbeat)
                         result.claimed -= len(batch) - index
                         break
