@@ -11,7 +11,8 @@ From the ``alembic`` command (or ``curate db``) the database is curate's: the
 ``sqlalchemy.url`` of alembic.ini when set, else ``CURATE_DATABASE_URL``, else the embedded
 PostgreSQL; the schema is ``CURATE_DATABASE_SCHEMA``. From Python, `migrate` runs a command
 on a runtime's engine in one transaction. With a schema, the tables, their enum types and
-the version table all live in it (tests migrate an isolated schema of a shared database).
+the version table all live in it (created if need be; tests migrate an isolated schema of a
+shared database).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ async def migrate(
 def _migrate(connection: Connection, schema: str | None, target_metadata: MetaData | None) -> None:
     """Run the migrations on ``connection``, inside the transaction already open on it."""
     if schema:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         # Only the target schema, not "schema,public": enum types of the same name in
         # public must not satisfy the migrations' existence checks.
         connection.execute(text(f'SET LOCAL search_path TO "{schema}"'))
