@@ -19,6 +19,7 @@ from sqlalchemy import (
     Float,
     Interval,
     Select,
+    Table,
     and_,
     bindparam,
     case,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     tuple_,
     update,
@@ -58,6 +60,16 @@ class WorkflowStatements:
       rows locked by a live transaction are skipped. On tables without leases but with
       ``updated_at``, rows Processing for longer than ``stale`` go back to Queued. None
       when the table has neither.
+    - ``status_summary`` (for ``curate status``): one row of rows per status role
+      (``queued``, ``processing``, ``complete``, ``failed``, ``other``), the age of the
+      oldest queued row (``oldest_queued_seconds``, from ``updated_at``), rows Processing
+      past their lease (``expired_leases``) and rows completed within ``curate_window``
+      (``completed_recently``, from ``updated_at``); a column the table lacks gives NULL.
+    - ``error_groups``: the failed rows grouped by the first line of their error with ids
+      and numbers masked, largest groups first, at most ``curate_limit``: ``message``,
+      ``rows``, ``last_seen``, ``example``.
+    - ``requeue`` / ``requeue_count`` (built per call from a `RequeueSelection`): put
+      the selected rows back to Queued afresh, or count them.
 
     Parameters are named ``curate_*`` (names of columns are reserved in UPDATE); the
     ``*_params`` methods build them, so callers never spell them.
@@ -70,6 +82,8 @@ class WorkflowStatements:
     release: ReturningUpdate[Any]
     heartbeat: ReturningUpdate[Any] | None
     rescue: ReturningUpdate[Any] | None
+    status_summary: Select[Any]
+    error_groups: Select[Any]
     binding: TableBinding
 
     @classmethod
@@ -84,6 +98,8 @@ class WorkflowStatements:
             rescue=_rescue_expired(binding)
             if binding.lease_until is not None
             else (_rescue_stale(binding) if binding.updated_at is not None else None),
+            status_summary=_status_summary(binding),
+            error_groups=_error_groups(binding),
             binding=binding,
         )
 
@@ -156,8 +172,62 @@ class WorkflowStatements:
     def queue_params(ids: Sequence[Any]) -> dict[str, Any]:
         return {"curate_ids": list(ids)}
 
+    def status_params(self, window: timedelta) -> dict[str, Any]:
+        statuses = self.binding.statuses
+        return {
+            "curate_queued": self._status(statuses.queued),
+            "curate_processing": self._status(statuses.processing),
+            "curate_complete": self._status(statuses.complete),
+            "curate_failed": self._status(statuses.failed),
+            "curate_window": window,
+        }
+
+    def error_groups_params(self, limit: int) -> dict[str, Any]:
+        return {"curate_failed": self._status(self.binding.statuses.failed), "curate_limit": limit}
+
+    def requeue(self, selection: RequeueSelection) -> ReturningUpdate[Any]:
+        """Queue the selected rows afresh: attempts 0, due now, error and claim cleared.
+
+        The conditions are on the table itself (no sub-select), so PostgreSQL re-checks
+        them on a row another transaction changed meanwhile: a row claimed in between is
+        left alone. Returns the ids.
+        """
+        b = self.binding
+        values: dict[Any, Any] = {
+            b.status: b.status_value(b.statuses.queued),
+            b.error: null(),
+            **_lease_cleared(b),
+            **_touch(b),
+        }
+        for column, value in ((b.attempts, 0), (b.run_after, null()), (b.claimed_by, null())):
+            if column is not None:
+                values[column] = value
+        return update(b.table).where(_requeue_where(b, selection)).values(values).returning(b.pk)
+
+    def requeue_count(self, selection: RequeueSelection) -> Select[Any]:
+        """How many rows `requeue` would move now (``--dry-run``, the confirmation)."""
+        b = self.binding
+        return select(func.count()).select_from(b.table).where(_requeue_where(b, selection))
+
     def _status(self, status: enum.Enum) -> Any:
         return self.binding.status_value(status)
+
+
+@dataclass(frozen=True)
+class RequeueSelection:
+    """Which rows `WorkflowStatements.requeue` puts back to Queued.
+
+    ``errors`` and ``stuck`` choose statuses (either matches): rows in the failed status;
+    rows Processing without a live lease (every Processing row on a table without lease
+    columns). ``ids`` and ``where_error`` (a case-insensitive substring of the error)
+    narrow the choice. With no status chosen, every status but a running row matches:
+    Processing under a live lease, or any Processing row on a table without leases.
+    """
+
+    errors: bool = False
+    stuck: bool = False
+    ids: tuple[Any, ...] = ()
+    where_error: str | None = None
 
 
 def _fence_params(item_id: Any, worker: str, attempt: int) -> dict[str, Any]:
@@ -396,3 +466,97 @@ def _rescue_stale(binding: TableBinding) -> ReturningUpdate[Any]:
         )
         .returning(b.pk.label("id"), literal_column("1").label("attempt"), b.status.label("status"))
     )
+
+
+def _requeue_where(binding: TableBinding, selection: RequeueSelection) -> ColumnElement[bool]:
+    b = binding
+    processing = b.status == b.status_value(b.statuses.processing)
+    no_live_lease: ColumnElement[bool] = true()
+    if b.lease_until is not None:
+        no_live_lease = or_(b.lease_until.is_(None), b.lease_until < func.now())
+    chosen = []
+    if selection.errors:
+        chosen.append(b.status == b.status_value(b.statuses.failed))
+    if selection.stuck:
+        chosen.append(and_(processing, no_live_lease))
+    if chosen:
+        conditions = [or_(*chosen)]
+    else:
+        running = processing if b.lease_until is None else and_(processing, ~no_live_lease)
+        conditions = [or_(b.status.is_(None), ~running)]
+    if selection.ids:
+        conditions.append(b.pk.in_(selection.ids))
+    if selection.where_error is not None:
+        conditions.append(b.error.icontains(selection.where_error, autoescape=True))
+    return and_(*conditions)
+
+
+def _status_summary(binding: TableBinding) -> Select[Any]:
+    b = binding
+    roles = {
+        role: b.status == _status_param(b, f"curate_{role}")
+        for role in ("queued", "processing", "complete", "failed")
+    }
+    known = or_(*roles.values())
+    oldest_queued: ColumnElement[Any] = null()
+    completed_recently: ColumnElement[Any] = null()
+    expired_leases: ColumnElement[Any] = null()
+    if b.updated_at is not None:
+        oldest_queued = func.date_part(
+            "epoch", func.now() - func.min(b.updated_at).filter(roles["queued"])
+        )
+        completed_recently = func.count().filter(
+            roles["complete"],
+            b.updated_at >= func.now() - bindparam("curate_window", type_=Interval()),
+        )
+    if b.lease_until is not None:
+        expired_leases = func.count().filter(roles["processing"], b.lease_until < func.now())
+    columns: list[ColumnElement[Any]] = [
+        *(func.count().filter(condition).label(role) for role, condition in roles.items()),
+        func.count().filter(b.status.is_not(None), ~known).label("other"),
+        oldest_queued.label("oldest_queued_seconds"),
+        expired_leases.label("expired_leases"),
+        completed_recently.label("completed_recently"),
+    ]
+    return select(*columns).select_from(b.table)
+
+
+UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def _error_groups(binding: TableBinding) -> Select[Any]:
+    """Errors differing only in ids and numbers (a URL, a line number) fall in one group:
+    the group's ``message`` has them as ``<uuid>`` and ``N``; ``example`` is a real one."""
+    b = binding
+    first_line = func.left(func.split_part(func.coalesce(b.error, ""), "\n", 1), 300)
+    message = func.regexp_replace(
+        func.regexp_replace(first_line, UUID_PATTERN, "<uuid>", "gi"), "[0-9]+", "N", "g"
+    )
+    rows = func.count()
+    last_seen = func.max(b.updated_at) if b.updated_at is not None else null()
+    return (
+        select(
+            message.label("message"),
+            rows.label("rows"),
+            last_seen.label("last_seen"),
+            func.min(first_line).label("example"),
+        )
+        .where(b.status == _status_param(b, "curate_failed"))
+        .group_by(message)
+        .order_by(rows.desc(), message)
+        .limit(bindparam("curate_limit"))
+    )
+
+
+TABLE_COLUMNS = text(
+    "SELECT attname FROM pg_catalog.pg_attribute"
+    " WHERE attrelid = to_regclass(:curate_table) AND attnum > 0 AND NOT attisdropped"
+)
+"""The column names of a table as the search_path finds it; no rows: no such table."""
+
+
+def table_columns_params(table: Table) -> dict[str, Any]:
+    quoted = ".".join(
+        '"' + part.replace('"', '""') + '"' for part in (table.schema, table.name) if part
+    )
+    return {"curate_table": quoted}

@@ -8,7 +8,12 @@ from __future__ import annotations
 import click
 
 from curate import __version__
+from curate.cli.db import db
 from curate.cli.demo import demo
+from curate.cli.new_workflow import new_workflow
+from curate.cli.requeue import requeue
+from curate.cli.run import run_command
+from curate.cli.status import status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,3 +28,8 @@ def main(debug: bool) -> None:
 
 
 main.add_command(demo)
+main.add_command(status)
+main.add_command(run_command)
+main.add_command(requeue)
+main.add_command(db)
+main.add_command(new_workflow)

@@ -1,0 +1,141 @@
+"""`curate db`: the project's Alembic migrations, run as ``alembic -c <alembic_ini>`` would.
+
+Running Alembic itself (rather than on a connection of curate's) keeps any ``env.py``
+working: curate's two-line one (`curate.alembic_env`) and a hand-written one alike. The
+command runs in a thread because an ``env.py`` may start its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from collections.abc import Callable
+
+import click
+from alembic import command
+from alembic.config import Config
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
+
+import curate
+from curate.cli.common import UsageProblem, load_settings, run, safe_url
+from curate.project import Project
+
+
+def _config() -> Config:
+    """The project's Alembic config; stdout captured so curate can frame what it prints."""
+    try:
+        project = Project.find()
+    except curate.ConfigurationError as error:
+        raise UsageProblem(str(error)) from None
+    ini = project.alembic_ini
+    if not ini.is_file():
+        raise UsageProblem(
+            f"no Alembic set-up: {ini} does not exist; create it (alembic init migrations)"
+            f" or set alembic_ini under [tool.curate] in {project.root / 'pyproject.toml'}"
+        )
+    os.chdir(project.root)  # relative paths in alembic.ini mean the project's root
+    if str(project.package_dir.parent) not in sys.path:  # env.py imports the models
+        sys.path.insert(0, str(project.package_dir.parent))
+    return Config(str(ini), stdout=io.StringIO())
+
+
+def _alembic(*steps: Callable[[Config], None]) -> tuple[Config, str]:
+    """Run ``steps`` on the project's Alembic config; the config and the database's name."""
+    settings = load_settings()
+    curate.configure_logging(settings.log_level)
+    config = _config()
+    url = config.get_main_option("sqlalchemy.url")
+    if url:  # alembic.ini wins over CURATE_DATABASE_URL, as in curate.alembic_env
+        settings = settings.model_copy(update={"database_url": url})
+    where = safe_url(settings.database_url)
+    if settings.database_schema:
+        where += f" (schema {settings.database_schema})"
+
+    def in_order() -> None:
+        try:
+            for step in steps:
+                step(config)
+        except (CommandError, RevisionError) as error:
+            raise UsageProblem(str(error)) from None
+
+    async def in_thread() -> None:
+        await asyncio.to_thread(in_order)
+
+    run(in_thread(), settings)
+    return config, where
+
+
+def _current_revision(config: Config) -> str:
+    """What ``alembic current`` printed, as one line."""
+    assert isinstance(config.stdout, io.StringIO)
+    printed = " ".join(config.stdout.getvalue().split())
+    return printed or "base (no revision applied)"
+
+
+@click.group()
+def db() -> None:
+    """Migrate the database with the project's Alembic set-up.
+
+    The set-up is alembic_ini under [tool.curate] in pyproject.toml (default alembic.ini
+    at the project's root); curate runs it as `alembic -c <that file>` would, from the
+    project's root, with the project's package importable. With curate's env.py
+    (curate.alembic_env) the database is CURATE_DATABASE_URL (or the embedded PostgreSQL
+    when it is unset; sqlalchemy.url in alembic.ini wins when set) and the schema
+    CURATE_DATABASE_SCHEMA.
+
+    \b
+    Examples:
+      curate db upgrade
+      curate db current
+      curate db downgrade -1
+      CURATE_DATABASE_SCHEMA=staging curate db upgrade head
+    """
+
+
+@db.command()
+@click.argument("revision", default="head")
+def upgrade(revision: str) -> None:
+    """Upgrade the database to REVISION (default: head).
+
+    \b
+    Examples:
+      curate db upgrade
+      curate db upgrade 0002_add_thumbnail_workflow
+    """
+    config, where = _alembic(
+        lambda config: command.upgrade(config, revision), lambda config: command.current(config)
+    )
+    click.echo(f"{where}: now at {_current_revision(config)}")
+
+
+@db.command(context_settings={"ignore_unknown_options": True})
+@click.argument("revision")
+def downgrade(revision: str) -> None:
+    """Downgrade the database to REVISION.
+
+    REVISION is a revision id, -1 for one step back, or base to undo every migration.
+
+    \b
+    Examples:
+      curate db downgrade -1
+      curate db downgrade base
+    """
+    config, where = _alembic(
+        lambda config: command.downgrade(config, revision), lambda config: command.current(config)
+    )
+    click.echo(f"{where}: now at {_current_revision(config)}")
+
+
+@db.command()
+def current() -> None:
+    """Show the database's current revision.
+
+    \b
+    Examples:
+      curate db current
+    """
+    config, where = _alembic(command.current)
+    click.echo(f"{where}: {_current_revision(config)}")

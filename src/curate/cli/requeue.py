@@ -1,0 +1,164 @@
+"""`curate requeue`: put failed, stuck or chosen rows of a workflow back to Queued.
+
+Counting, asking and re-queueing are three steps with no transaction held open while a
+person answers; the update re-checks its conditions row by row, so a row that a worker
+claimed in the meantime is left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+import curate
+from curate.cli.common import (
+    UsageProblem,
+    app_option,
+    app_workflows,
+    complete_workflow_names,
+    database,
+    load_settings,
+    rows,
+    run,
+)
+from curate.sql import RequeueSelection
+from curate.workflow import Workflow
+
+CONFIRM_ABOVE = 100
+"""More rows than this need a yes at the prompt, or --yes."""
+
+
+async def _count(
+    settings: curate.CurateSettings, workflow: Workflow, selection: RequeueSelection
+) -> int:
+    async with database(settings, [workflow]) as engine, engine.connect() as connection:
+        counted = await connection.execute(workflow.statements.requeue_count(selection))
+        count: int = counted.scalar_one()
+        return count
+
+
+async def _requeue(
+    settings: curate.CurateSettings, workflow: Workflow, selection: RequeueSelection
+) -> int:
+    async with database(settings, [workflow]) as engine, engine.begin() as connection:
+        result = await connection.execute(workflow.statements.requeue(selection))
+        return len(result.all())
+
+
+def _ids(workflow: Workflow, raw: tuple[str, ...]) -> tuple[Any, ...]:
+    """The ``--id`` values as the primary key's Python type (int, UUID, str…)."""
+    pk = workflow.binding.pk
+    try:
+        python_type = pk.type.python_type
+    except NotImplementedError:
+        return raw
+    converted = []
+    for value in raw:
+        try:
+            converted.append(python_type(value))
+        except (TypeError, ValueError):
+            raise UsageProblem(
+                f"--id {value!r} is not a valid {python_type.__name__}"
+                f" (the type of {workflow.binding.table.name}.{pk.name})"
+            ) from None
+    return tuple(converted)
+
+
+def _described(workflow: Workflow, selection: RequeueSelection) -> str:
+    """The selection in words, after "N rows": "of work in Error and with id 3"."""
+    chosen = []
+    if selection.errors:
+        chosen.append(f"in {workflow.statuses.failed.value}")
+    if selection.stuck:
+        chosen.append(f"stuck in {workflow.statuses.processing.value}")
+    parts = [" or ".join(chosen)] if chosen else []
+    if selection.ids:
+        parts.append(f"with id {', '.join(str(i) for i in selection.ids)}")
+    if selection.where_error is not None:
+        parts.append(f"whose error contains {selection.where_error!r}")
+    return f"of {workflow.name} " + " and ".join(parts)
+
+
+@click.command()
+@click.argument("name", metavar="NAME", shell_complete=complete_workflow_names)
+@app_option
+@click.option("--errors", is_flag=True, help="Rows in the failed status (Error).")
+@click.option(
+    "--stuck",
+    is_flag=True,
+    help="Rows Processing whose lease expired; on a table without lease columns, every"
+    " Processing row (make sure no worker runs them).",
+)
+@click.option(
+    "--id", "ids", multiple=True, metavar="ID", help="This row (primary key); repeat for several."
+)
+@click.option(
+    "--where-error",
+    metavar="TEXT",
+    help="Rows whose error contains TEXT (any case); combine with --errors.",
+)
+@click.option("--yes", "-y", is_flag=True, help=f"Do not ask, even above {CONFIRM_ABOVE} rows.")
+@click.option("--dry-run", is_flag=True, help="Only count the rows that would be re-queued.")
+def requeue(
+    name: str,
+    app: str | None,
+    errors: bool,
+    stuck: bool,
+    ids: tuple[str, ...],
+    where_error: str | None,
+    yes: bool,
+    dry_run: bool,
+) -> None:
+    """Put rows of workflow NAME back to Queued: attempts reset to 0, error and claim
+    cleared, due now.
+
+    Say which rows: --errors and --stuck choose by status (either matches); --id and
+    --where-error narrow the choice, or choose on their own from every status. A running
+    row (Processing under a live lease, or any Processing row on a table without lease
+    columns) is only ever taken by --stuck.
+
+    Prints how many rows it re-queued. Above 100 rows it asks first, unless --yes; a
+    prompt that cannot be answered (no terminal) is a usage error.
+
+    \b
+    Examples:
+      curate requeue sitemap_import --errors --dry-run
+      curate requeue sitemap_import --errors --where-error "TimeoutError"
+      curate requeue page_curation --stuck --yes
+      curate requeue page_curation --id 3f2c9a0e-8d1b-4c55-9a7e-1b2c3d4e5f60
+    """
+    if not (errors or stuck or ids or where_error is not None):
+        raise UsageProblem(
+            "say which rows to re-queue: --errors, --stuck, --id ID or --where-error TEXT"
+        )
+    settings = load_settings()
+    curate.configure_logging(settings.log_level)
+    [workflow] = app_workflows(app, (name,))
+    try:
+        selection = RequeueSelection(errors, stuck, _ids(workflow, ids), where_error)
+    except curate.ConfigurationError as error:
+        raise UsageProblem(str(error)) from None
+    what = _described(workflow, selection)
+    count = run(_count(settings, workflow, selection), settings)
+    if count == 0:
+        click.echo(f"no rows {what}; nothing re-queued")
+        return
+    if dry_run:
+        click.echo(f"would re-queue {rows(count)} {what}")
+        return
+    if count > CONFIRM_ABOVE and not yes and not _confirmed(f"re-queue {rows(count)} {what}?"):
+        click.echo("nothing re-queued")
+        return
+    moved = run(_requeue(settings, workflow, selection), settings)
+    click.echo(f"re-queued {rows(moved)} {what}")
+
+
+def _confirmed(question: str) -> bool:
+    """Ask; no answer possible (end of input) is a usage error, not a silent no."""
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort:
+        raise UsageProblem(
+            f"{question.rstrip('?')} needs confirmation: answer at a terminal or pass --yes"
+        ) from None

@@ -1,0 +1,83 @@
+"""`curate run`: a standalone worker process, for deployments that keep workers out of the
+web process, and ``--once`` for cron jobs and tests."""
+
+from __future__ import annotations
+
+import click
+from loguru import logger
+
+import curate
+from curate.cli.common import (
+    app_option,
+    app_workflows,
+    check_tables,
+    load_settings,
+    run,
+    safe_url,
+    workflow_option,
+)
+from curate.runtime import WorkflowStats
+from curate.worker import run_burst, run_worker
+from curate.workflow import Workflow
+
+
+async def _work(runtime: curate.Runtime, workflows: list[Workflow], once: bool) -> None:
+    """Check settings, tables and the connection before the first claim, then work."""
+    try:
+        for workflow in workflows:
+            runtime.workflow_settings(workflow)  # a bad <NAME>_SCHEDULER_* value stops us here
+        await check_tables(await runtime.database.engine(), workflows)
+    except BaseException:
+        await runtime.close()
+        raise
+    if once:
+        await run_burst(workflows, runtime)
+        for workflow in workflows:
+            stats = runtime.stats.get(workflow.name) or WorkflowStats()
+            click.echo(
+                f"{workflow.name}: {stats.completed} complete, {stats.failed} failed,"
+                f" {stats.retried} retried"
+            )
+    else:
+        await run_worker(workflows, runtime)
+
+
+@click.command("run")
+@app_option
+@workflow_option
+@click.option("--once", is_flag=True, help="Process until every queue is empty, then exit.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1_000),
+    metavar="N",
+    help="Items processed at once per workflow (overrides <NAME>_SCHEDULER_CONCURRENCY).",
+)
+def run_command(
+    app: str | None, names: tuple[str, ...], once: bool, concurrency: int | None
+) -> None:
+    """Run the app's workflows in this process until SIGTERM or Ctrl-C.
+
+    Every workflow is polled on its interval and the rescuer returns the rows of dead
+    workers, as in the app. On SIGTERM or SIGINT the worker stops claiming, lets running
+    items finish for up to CURATE_SHUTDOWN_GRACE_SECONDS, re-queues what is still running
+    and exits 0. Run as many workers as you like against one database.
+
+    With --once it processes until no queue has due rows (rescuing expired leases too),
+    prints what it did and exits 0; rows that failed are recorded on the rows (see curate
+    status). Logging follows CURATE_LOG_LEVEL.
+
+    \b
+    Examples:
+      curate run
+      curate run --workflow sitemap_import --concurrency 8
+      curate run --once
+      CURATE_APP=myapp.services.workflows:WORKFLOWS curate run
+    """
+    settings = load_settings()
+    curate.configure_logging(settings.log_level)
+    workflows = app_workflows(app, names)
+    overrides = {"concurrency": concurrency} if concurrency is not None else None
+    runtime = curate.configure(settings, workflow_overrides=overrides)
+    listed = ", ".join(w.name for w in workflows)
+    logger.info("curate run: {} on {}", listed, safe_url(settings.database_url))
+    run(_work(runtime, workflows, once), settings)
