@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Column, MetaData, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from curate import ProcessingStatus
 from tests.models import Effect, Item
@@ -38,3 +38,15 @@ async def effects_per_item(engine: AsyncEngine) -> Counter[int]:
     async with engine.connect() as conn:
         result = await conn.execute(select(Effect.item_id, func.count()).group_by(Effect.item_id))
         return Counter(dict(result.all()))
+
+
+async def noop(item_id: Any, session: AsyncSession) -> None:
+    """A service that does nothing: what is tested is curate around it."""
+
+
+async def create_table(engine: AsyncEngine, name: str, *columns: Column[Any]) -> Table:
+    """A plain table of the test's own (not an ORM model), created in the test's schema."""
+    table = Table(name, MetaData(), *columns)
+    async with engine.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    return table

@@ -7,14 +7,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, text, update
+from sqlalchemy import Column, Integer, String, Text, event, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
 from curate import ProcessingStatus, RetryPolicy, Workflow
 from curate.engine.error_text import ERROR_MAX_LENGTH
 from curate.testing import wait_until
-from tests.helpers import effects_per_item, insert_items, item_row, status_counts
+from tests.helpers import (
+    create_table,
+    effects_per_item,
+    insert_items,
+    item_row,
+    noop,
+    status_counts,
+)
 from tests.models import Effect, Item
 
 
@@ -331,25 +338,18 @@ async def test_claim_is_served_by_the_partial_index(
 async def test_string_and_enum_status_columns_both_work(
     runtime: curate.Runtime, engine: AsyncEngine, status_column_type: str
 ) -> None:
-    from sqlalchemy import Column, Integer, MetaData, String, Table, Text
-
-    metadata = MetaData()
     status_type = (
         String(20) if status_column_type == "string" else Item.__table__.c.work_status.type
     )
-    table = Table(
+    table = await create_table(
+        engine,
         "plain",
-        metadata,
         Column("id", Integer, primary_key=True),
         Column("work_status", status_type),
         Column("work_error", Text),
     )
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
         await conn.execute(insert(table), [{"id": 1, "work_status": "Queued"}])
-
-    async def noop(item_id: int, session: AsyncSession) -> None:
-        pass
 
     result = await Workflow("work", model=table, service=noop).run()
     assert result.completed == 1

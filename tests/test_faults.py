@@ -23,9 +23,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Integer,
-    MetaData,
     String,
-    Table,
     func,
     insert,
     select,
@@ -40,6 +38,7 @@ from curate.engine.config import RunConfig
 from curate.engine.rescuer import advisory_lock_key, rescue_expired
 from curate.testing import wait_until
 from tests.faults.app import OUTCOME_LOG, Base, FaultEffect, FaultItem, fault_workflow
+from tests.helpers import create_table, noop
 
 pytestmark = pytest.mark.faults
 
@@ -293,8 +292,12 @@ async def test_only_one_worker_rescues_at_a_time(
 @pytest.fixture
 async def own_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     """A PostgreSQL this test may stop and start: never the shared one."""
-    server = await asyncio.to_thread(start_embedded_postgres, tmp_path / "pg" / "data")
-    yield server.url, tmp_path / "pg" / "data"
+    data_dir = tmp_path / "pg" / "data"
+    server = await asyncio.to_thread(start_embedded_postgres, data_dir)
+    yield server.url, data_dir
+    if (data_dir / "postmaster.pid").exists():
+        # A server the test restarted is a new process the wheel does not know: stop it here.
+        pg_ctl(data_dir, "-m", "fast", "stop")
     await asyncio.to_thread(server.release)
 
 
@@ -394,25 +397,19 @@ async def test_a_row_requeued_by_hand_while_it_runs_keeps_the_newer_state(
 async def test_unknown_status_values_are_left_alone(
     runtime: curate.Runtime, engine: AsyncEngine
 ) -> None:
+    loose = await create_table(
+        engine,
+        "loose",
+        Column("id", Integer, primary_key=True),
+        Column("work_status", String),
+        Column("work_error", String),
+    )
     async with engine.begin() as conn:
-        await conn.execute(
-            text("CREATE TABLE loose (id int PRIMARY KEY, work_status text, work_error text)")
-        )
         await conn.execute(
             text(
                 "INSERT INTO loose VALUES (1, 'Queued', NULL), (2, 'queued ', NULL), (3, '', NULL)"
             )
         )
-    loose = Table(
-        "loose",
-        MetaData(),
-        Column("id", Integer, primary_key=True),
-        Column("work_status", String),
-        Column("work_error", String),
-    )
-
-    async def noop(item_id: int, session: AsyncSession) -> None:
-        pass
 
     result = await curate.Workflow("work", model=loose, service=noop).run(runtime)
     assert (result.claimed, result.completed) == (1, 1)
@@ -486,30 +483,21 @@ async def test_the_heartbeat_keeps_a_long_item_alive_on_a_short_lease(
 async def test_seed_tables_are_rescued_by_updated_at_when_a_stale_age_is_set(
     runtime: curate.Runtime, engine: AsyncEngine
 ) -> None:
+    seedish = await create_table(
+        engine,
+        "seedish",
+        Column("id", Integer, primary_key=True),
+        Column("status", String),
+        Column("error", String),
+        Column("updated_at", DateTime(timezone=True)),
+    )
     async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "CREATE TABLE seedish (id int PRIMARY KEY, status text, error text,"
-                " updated_at timestamptz)"
-            )
-        )
         await conn.execute(
             text(
                 "INSERT INTO seedish VALUES (1, 'Processing', NULL, now() - interval '1 hour'),"
                 " (2, 'Processing', NULL, now())"
             )
         )
-    seedish = Table(
-        "seedish",
-        MetaData(),
-        Column("id", Integer, primary_key=True),
-        Column("status", String),
-        Column("error", String),
-        Column("updated_at", DateTime(timezone=True)),
-    )
-
-    async def noop(item_id: int, session: AsyncSession) -> None:
-        pass
 
     await curate.run_job_loop(
         model=seedish,
@@ -536,19 +524,13 @@ async def test_tables_that_cannot_be_rescued_say_so_at_start_up(
     lines: list[str] = []
     sink = logger.add(lambda message: lines.append(str(message)), level="WARNING")
     try:
-        async with engine.begin() as conn:
-            await conn.execute(text("CREATE TABLE bare (id int PRIMARY KEY, st text, err text)"))
-        bare = Table(
+        bare = await create_table(
+            engine,
             "bare",
-            MetaData(),
             Column("id", Integer, primary_key=True),
             Column("st", String),
             Column("err", String),
         )
-
-        async def noop(item_id: int, session: AsyncSession) -> None:
-            pass
-
         flow = curate.Workflow(
             "bare", model=bare, service=noop, columns=curate.ColumnNames(status="st", error="err")
         )

@@ -5,14 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 import curate
+from tests.helpers import noop
 from tests.models import Base, Item
-
-
-async def noop(item_id: int, session: AsyncSession) -> None:
-    pass
 
 
 def test_each_new_event_loop_gets_working_connections(settings: curate.CurateSettings) -> None:

@@ -6,14 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate import ConfigurationError, CurateSettings, Workflow, WorkflowSettings
+from tests.helpers import noop
 from tests.models import Item
-
-
-async def noop(item_id: int, session: AsyncSession) -> None:
-    pass
 
 
 def test_plain_postgresql_urls_become_asyncpg_urls(monkeypatch: pytest.MonkeyPatch) -> None:
