@@ -43,6 +43,17 @@ def common_columns() -> list[sa.Column[object]]:
     ]
 
 
+def parent_column(name: str, parent: str) -> sa.Column[object]:
+    """A required reference to ``parent``'s id; rows go with their parent."""
+    return sa.Column(
+        name,
+        sa.Uuid(),
+        sa.ForeignKey(f"{parent}.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+
+
 def upgrade() -> None:
     curation_status.create(op.get_bind())
     op.create_table(
@@ -54,33 +65,15 @@ def upgrade() -> None:
     op.create_table(
         "sitemap_files",
         *common_columns(),
-        sa.Column(
-            "domain_id",
-            sa.Uuid(),
-            sa.ForeignKey("domains.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
+        parent_column("domain_id", "domains"),
         sa.Column("url", sa.Text(), nullable=False, unique=True),
         sa.Column("url_count", sa.Integer()),
     )
     op.create_table(
         "pages",
         *common_columns(),
-        sa.Column(
-            "domain_id",
-            sa.Uuid(),
-            sa.ForeignKey("domains.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
-        sa.Column(
-            "sitemap_file_id",
-            sa.Uuid(),
-            sa.ForeignKey("sitemap_files.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
+        parent_column("domain_id", "domains"),
+        parent_column("sitemap_file_id", "sitemap_files"),
         sa.Column("url", sa.Text(), nullable=False, unique=True),
         sa.Column("title", sa.Text()),
         sa.Column("word_count", sa.Integer()),
