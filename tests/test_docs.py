@@ -196,7 +196,7 @@ def _type_name(annotation: Any) -> str:
         return "str"
     if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return _type_name(args[0])
-    return {int: "int", float: "float", str: "str", Path: "path"}[annotation]
+    return {int: "int", float: "float", str: "str", bool: "bool", Path: "path"}[annotation]
 
 
 def _default(name: str, field: FieldInfo) -> str:

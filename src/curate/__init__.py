@@ -18,7 +18,7 @@ from curate.errors import (
 from curate.logs import configure_logging
 from curate.runtime import Runtime, configure, get_runtime, reset_runtime
 from curate.settings import CurateSettings, WorkflowSettings
-from curate.workflow import Workflow
+from curate.workflow import Workflow, notify
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "configure",
     "configure_logging",
     "get_runtime",
+    "notify",
     "reset_runtime",
     "run_job_loop",
     "workflow_columns",

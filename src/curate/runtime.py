@@ -18,6 +18,7 @@ from curate.engine.config import RunConfig
 from curate.engine.context import RunContext, RunResult
 from curate.engine.error_text import format_error
 from curate.engine.loop import run_workflow
+from curate.engine.notifier import Notifier
 from curate.engine.rescuer import rescue_expired
 from curate.settings import CurateSettings, WorkflowSettings
 from curate.workflow import Workflow
@@ -63,6 +64,12 @@ class Runtime:
         self._workflow_settings: dict[str, WorkflowSettings] = {}
         self._active: set[asyncio.Task[Any]] = set()
         self._registered: dict[str, tuple[Workflow, RunConfig | None]] = {}
+        self._running: dict[str, int] = {}
+        self._woken: set[str] = set()
+        self._woken_runs: set[asyncio.Task[None]] = set()
+        self._due_timers: dict[str, asyncio.TimerHandle] = {}
+        self._notifier: Notifier | None = None
+        self._pickup_active = False
         self._stops: set[asyncio.Event] = set()
         """One per running run: set by `stop_runs` to end claiming at once."""
 
@@ -114,7 +121,11 @@ class Runtime:
         )
 
     async def run(self, workflow: Workflow, config: RunConfig | None = None) -> RunResult:
-        """One run of ``workflow``; shutdown waits for it (see `stop_runs`)."""
+        """One run of ``workflow``; shutdown waits for it (see `stop_runs`).
+
+        A wake-up (NOTIFY) that arrives while the run is going makes it claim again
+        before it returns, so no queued row waits for the next poll.
+        """
         self.register(workflow, config)
         ctx = await self.context(workflow, config)
         task = asyncio.current_task()
@@ -124,14 +135,89 @@ class Runtime:
         self._stops.add(stop)
         if task is not None:
             self._active.add(task)
+        self._running[workflow.name] = self._running.get(workflow.name, 0) + 1
+        result = RunResult(workflow=workflow.name)
         try:
-            result = await run_workflow(ctx, stop)
+            while True:
+                self._woken.discard(workflow.name)
+                one_pass = await run_workflow(ctx, stop)
+                self.stats.setdefault(workflow.name, WorkflowStats()).add(one_pass)
+                result.absorb(one_pass)
+                if workflow.name not in self._woken or stop.is_set():
+                    break
         finally:
+            # No await between the last check of _woken and this: a wake-up either saw
+            # the run going (and is handled above) or sees it gone (and starts a run).
+            self._running[workflow.name] -= 1
             self._stops.discard(stop)
             if task is not None:
                 self._active.discard(task)
-        self.stats.setdefault(workflow.name, WorkflowStats()).add(result)
+        await self._wake_when_due(workflow, ctx)
         return result
+
+    def wake(self, name: str) -> None:
+        """Start a run of the registered workflow ``name`` now (or make the running one
+        claim again). Called on NOTIFY, and when delayed rows become due."""
+        registered = self._registered.get(name)
+        if registered is None or self.stopping:
+            return
+        if self._running.get(name, 0):
+            self._woken.add(name)
+            return
+        workflow, config = registered
+        self._woken_runs.add(asyncio.create_task(self._woken_run(workflow, config)))
+
+    async def _woken_run(self, workflow: Workflow, config: RunConfig | None) -> None:
+        try:
+            await self.run(workflow, config)
+        except Exception as exc:  # the next poll retries; the app must not crash
+            logger.bind(workflow=workflow.name).error("woken run failed: {}", format_error(exc))
+        finally:
+            self._woken_runs.discard(asyncio.current_task())
+
+    async def _wake_when_due(self, workflow: Workflow, ctx: RunContext) -> None:
+        """If a queued row becomes due before the next poll, wake up for it then."""
+        statement = ctx.statements.earliest_due()
+        if statement is None or self.stopping or not self._pickup_active:
+            return
+        try:
+            async with ctx.sessionmaker() as session:
+                wait = await session.scalar(statement)
+        except Exception as exc:
+            logger.debug("could not look for rows due later: {}", format_error(exc))
+            return
+        interval = self.workflow_settings(workflow).interval_seconds
+        if wait is None or wait.total_seconds() >= interval:
+            return
+        previous = self._due_timers.pop(workflow.name, None)
+        if previous is not None:
+            previous.cancel()
+        self._due_timers[workflow.name] = asyncio.get_running_loop().call_later(
+            max(wait.total_seconds(), 0.0), self.wake, workflow.name
+        )
+
+    def begin_pickup(self) -> None:
+        """Listen for NOTIFY on every registered workflow's channel (instant pick-up)."""
+        if self._notifier is not None or not self._registered:
+            return
+        self._notifier = Notifier(self.database.url, list(self._registered), self.wake)
+        self._notifier.start()
+        self._pickup_active = True
+
+    @property
+    def notifier(self) -> Notifier | None:
+        """The LISTEN side of instant pick-up, while it runs."""
+        return self._notifier
+
+    async def stop_pickup(self) -> None:
+        """Stop listening and forget pending wake-ups (shutdown)."""
+        self._pickup_active = False
+        for timer in self._due_timers.values():
+            timer.cancel()
+        self._due_timers.clear()
+        if self._notifier is not None:
+            await self._notifier.stop()
+            self._notifier = None
 
     async def rescue(self) -> int:
         """Rescue the expired rows of every registered workflow; how many were moved.

@@ -106,7 +106,9 @@ def start_scheduler(runtime: Runtime | None = None) -> AsyncIOScheduler:
     """Start the shared scheduler on the running event loop (idempotent).
 
     Adds the rescuer job: every ``CURATE_RESCUE_INTERVAL_SECONDS`` it returns the rows of
-    dead workers to the queue (one worker at a time does it, by an advisory lock).
+    dead workers to the queue (one worker at a time does it, by an advisory lock). With
+    ``CURATE_LISTEN_NOTIFY`` (the default) it also listens for NOTIFY, so a queued row
+    starts at once instead of at the next poll.
     """
     runtime = runtime or get_runtime()
     runtime.stopping = False
@@ -118,6 +120,8 @@ def start_scheduler(runtime: Runtime | None = None) -> AsyncIOScheduler:
     scheduler = get_scheduler()
     if not scheduler.running:
         scheduler.start()
+        if runtime.settings.listen_notify:
+            runtime.begin_pickup()
     return scheduler
 
 
@@ -136,6 +140,7 @@ async def shutdown_scheduler(
     if scheduler.running:
         scheduler.pause()
     runtime = runtime or get_runtime()
+    await runtime.stop_pickup()
     if grace_seconds is None:
         grace_seconds = runtime.settings.shutdown_grace_seconds
     await runtime.stop_runs(grace_seconds)

@@ -59,6 +59,9 @@ class CurateSettings(BaseSettings):
     embedded_data_dir: Path = Field(default_factory=default_embedded_data_dir)
     rescue_interval_seconds: float = Field(default=15.0, gt=0, le=86_400)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    listen_notify: bool = Field(
+        default=True, description="wake workflows at once on NOTIFY; polling stays the fallback"
+    )
 
     @field_validator("database_url")
     @classmethod

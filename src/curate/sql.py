@@ -12,6 +12,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -70,6 +71,7 @@ class WorkflowStatements:
       ``rows``, ``last_seen``, ``example``.
     - ``requeue`` / ``requeue_count`` (built per call from a `RequeueSelection`): put
       the selected rows back to Queued afresh, or count them.
+    - ``item_state``: one row's processing state, by ``curate_id``.
 
     Parameters are named ``curate_*`` (names of columns are reserved in UPDATE); the
     ``*_params`` methods build them, so callers never spell them.
@@ -208,6 +210,50 @@ class WorkflowStatements:
         """How many rows `requeue` would move now (``--dry-run``, the confirmation)."""
         b = self.binding
         return select(func.count()).select_from(b.table).where(_requeue_where(b, selection))
+
+    @cached_property
+    def item_state(self) -> Select[Any]:
+        """One row's processing state by ``curate_id``: ``id``, ``status``, ``error``,
+        ``attempts``, ``run_after``, ``claimed_by``, ``lease_until``, ``updated_at``
+        (NULL for a column the table lacks); no row when there is no such id."""
+        b = self.binding
+        optional = {
+            "attempts": b.attempts,
+            "run_after": b.run_after,
+            "claimed_by": b.claimed_by,
+            "lease_until": b.lease_until,
+            "updated_at": b.updated_at,
+        }
+        return select(
+            b.pk.label("id"),
+            b.status.label("status"),
+            b.error.label("error"),
+            *((null() if c is None else c).label(name) for name, c in optional.items()),
+        ).where(b.pk == bindparam("curate_id", type_=b.pk.type))
+
+    @staticmethod
+    def item_state_params(item_id: Any) -> dict[str, Any]:
+        return {"curate_id": item_id}
+
+    def earliest_due(self) -> Select[Any] | None:
+        """When the first queued row that is not due yet becomes due (retries, delays).
+
+        A run ends by asking, so the row starts when it is due, not at the next poll.
+        None for tables without ``run_after``.
+        """
+        b = self.binding
+        if b.run_after is None:
+            return None
+        return select(func.min(b.run_after) - func.now()).where(
+            b.status
+            == bindparam(
+                "curate_queued",
+                b.status_value(b.statuses.queued),
+                type_=b.status.type,
+                literal_execute=True,
+            ),
+            b.run_after > func.now(),
+        )
 
     def _status(self, status: enum.Enum) -> Any:
         return self.binding.status_value(status)
@@ -560,3 +606,7 @@ def table_columns_params(table: Table) -> dict[str, Any]:
         '"' + part.replace('"', '""') + '"' for part in (table.schema, table.name) if part
     )
     return {"curate_table": quoted}
+
+
+NOTIFY = text("SELECT pg_notify(:curate_channel, '')")
+"""Wake the workers listening on a workflow's channel (params: ``curate_channel``)."""

@@ -19,9 +19,10 @@ from curate.columns import ColumnNames, ProcessingStatus
 from curate.engine.binding import OrderBy, Statuses, TableBinding
 from curate.engine.config import RetryPolicy, RunConfig
 from curate.engine.context import RunResult, ServiceFunction
+from curate.engine.notifier import channel_for
 from curate.errors import ConfigurationError
 from curate.settings import WorkflowSettings
-from curate.sql import WorkflowStatements
+from curate.sql import NOTIFY, WorkflowStatements
 
 if TYPE_CHECKING:
     from curate.runtime import Runtime
@@ -142,3 +143,14 @@ class Workflow:
         """
         if ids:
             await session.execute(self.statements.queue, self.statements.queue_params(ids))
+            await notify(session, self)
+
+
+async def notify(session: AsyncSession, workflow: Workflow) -> None:
+    """Wake the workers of ``workflow`` when the caller's transaction commits.
+
+    `Workflow.queue` and the trigger of `curate.migrations.add_workflow_columns` do it
+    already; call this after queueing rows some other way (raw SQL on a table without
+    the trigger, a bulk load).
+    """
+    await session.execute(NOTIFY, {"curate_channel": channel_for(workflow.name)})

@@ -50,6 +50,13 @@ class RunResult:
     elapsed_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
+    def absorb(self, other: RunResult) -> None:
+        """Add ``other``'s counts to these (a run that claimed again after a wake-up)."""
+        for name in ("claimed", "completed", "failed", "retried", "dropped", "unrecorded"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.elapsed_seconds += other.elapsed_seconds
+        self.errors.extend(other.errors)
+
     @property
     def processed(self) -> int:
         return self.completed + self.failed + self.retried
