@@ -1,32 +1,35 @@
-"""The photos app: FastAPI, with curate started and stopped by the lifespan."""
+"""The photos app: FastAPI, with curate started and stopped by its lifespan helper."""
 
+import os
+import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import curate
-from curate.scheduling import shutdown_scheduler, start_scheduler
-from fastapi import Depends, FastAPI, HTTPException
+from curate.contrib.fastapi import curate_lifespan, curate_router
+from fastapi import Depends, FastAPI, Header, HTTPException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from photos.models import CurationStatus, Photo
 from photos.services.curation_service import set_curation_status
-from photos.services.thumbnail_scheduler import setup_thumbnail_scheduler
+from photos.services.thumbnail_scheduler import thumbnail_workflow
+
+WORKFLOWS = [thumbnail_workflow]
+
+# Settings from CURATE_* at start-up; each workflow scheduled, then the scheduler started.
+# At shutdown: no new claims, running items get the grace period, connections closed.
+app = FastAPI(lifespan=curate_lifespan(WORKFLOWS))
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    runtime = curate.configure(curate.CurateSettings())  # bad settings stop the start here
-    setup_thumbnail_scheduler()  # one setup call per workflow
-    start_scheduler()
-    try:
-        yield
-    finally:
-        await shutdown_scheduler()  # stop claiming, let running runs finish
-        await runtime.close()
+def require_admin(authorization: Annotated[str, Header()] = "") -> None:
+    """Only callers with the admin token may re-queue rows."""
+    expected = f"Bearer {os.environ.get('PHOTOS_ADMIN_TOKEN', '')}"
+    if len(expected) <= len("Bearer ") or not secrets.compare_digest(authorization, expected):
+        raise HTTPException(status_code=401, detail="admin token required")
 
 
-app = FastAPI(lifespan=lifespan)
+# GET /curate/workflows, .../{name}, .../{name}/items/{id}; POST .../{name}/requeue (admin).
+app.include_router(curate_router(WORKFLOWS, requeue_auth=require_admin), prefix="/curate")
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
