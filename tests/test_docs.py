@@ -563,6 +563,7 @@ async def test_fastapi_app(
     monkeypatch.setenv("CURATE_DATABASE_SCHEMA", settings.database_schema)
     monkeypatch.setenv("CURATE_WORKER_ID", "docs-app")
     monkeypatch.setenv("THUMBNAIL_SCHEDULER_INTERVAL_SECONDS", "0.1")
+    monkeypatch.setenv("PHOTOS_ADMIN_TOKEN", "s3cret")
     await create_photos_tables(engine)
     models = example("photos.models")
     async with engine.begin() as conn:
@@ -594,6 +595,18 @@ async def test_fastapi_app(
         await wait_until(settled, seconds=15, what="both photos to settle")
         first = (await client.get("/photos/1")).json()
         second = (await client.get("/photos/2")).json()
+
+        # The router: counts, one item, and re-queueing for the admin only.
+        thumbnail = (await client.get("/curate/workflows/thumbnail")).json()
+        assert (thumbnail["counts"]["complete"], thumbnail["counts"]["error"]) == (1, 1)
+        item = (await client.get("/curate/workflows/thumbnail/items/2")).json()
+        assert item["error"] == second["thumbnail_error"]
+        requeue_url = "/curate/workflows/thumbnail/requeue"
+        refused = await client.post(requeue_url, json={"errors": True})
+        assert refused.status_code == 401
+        admin = {"Authorization": "Bearer s3cret"}
+        requeued = await client.post(requeue_url, json={"errors": True}, headers=admin)
+        assert requeued.json() == {"workflow": "thumbnail", "requeued": 1}
 
     assert first == {
         "id": 1,

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 import curate
+from curate import operations
 from curate.cli.common import (
     UsageProblem,
     app_option,
@@ -32,37 +33,23 @@ CONFIRM_ABOVE = 100
 async def _count(
     settings: curate.CurateSettings, workflow: Workflow, selection: RequeueSelection
 ) -> int:
-    async with database(settings, [workflow]) as engine, engine.connect() as connection:
-        counted = await connection.execute(workflow.statements.requeue_count(selection))
-        count: int = counted.scalar_one()
-        return count
+    async with database(settings, [workflow]) as engine:
+        return await operations.count_requeue(engine, workflow, selection)
 
 
 async def _requeue(
     settings: curate.CurateSettings, workflow: Workflow, selection: RequeueSelection
 ) -> int:
-    async with database(settings, [workflow]) as engine, engine.begin() as connection:
-        result = await connection.execute(workflow.statements.requeue(selection))
-        return len(result.all())
+    async with database(settings, [workflow]) as engine:
+        return await operations.requeue(engine, workflow, selection)
 
 
 def _ids(workflow: Workflow, raw: tuple[str, ...]) -> tuple[Any, ...]:
     """The ``--id`` values as the primary key's Python type (int, UUID, str…)."""
-    pk = workflow.binding.pk
     try:
-        python_type = pk.type.python_type
-    except NotImplementedError:
-        return raw
-    converted = []
-    for value in raw:
-        try:
-            converted.append(python_type(value))
-        except (TypeError, ValueError):
-            raise UsageProblem(
-                f"--id {value!r} is not a valid {python_type.__name__}"
-                f" (the type of {workflow.binding.table.name}.{pk.name})"
-            ) from None
-    return tuple(converted)
+        return operations.item_ids(workflow, raw)
+    except operations.InvalidItemId as error:
+        raise UsageProblem(f"--id {error}") from None
 
 
 def _described(workflow: Workflow, selection: RequeueSelection) -> str:

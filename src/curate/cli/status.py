@@ -10,9 +10,8 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import click
@@ -21,8 +20,6 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import curate
 from curate.cli.common import (
@@ -37,129 +34,48 @@ from curate.cli.common import (
     safe_url,
     workflow_option,
 )
+from curate.operations import THROUGHPUT_WINDOW, StatusReport, WorkflowStatus, read_status
 from curate.workflow import Workflow
 
 JSON_VERSION = 1
 """Bumped when a field of the JSON output changes meaning or goes away (additions keep it)."""
 
-THROUGHPUT_WINDOW = timedelta(minutes=5)
-ERROR_GROUPS = 5
-"""How many error messages are shown per workflow, largest groups first."""
+
+def report_json(report: StatusReport) -> dict[str, Any]:
+    """The versioned JSON of ``curate status --json``."""
+    return {
+        "version": JSON_VERSION,
+        "generated_at": _iso(report.at),
+        "throughput_window_seconds": int(THROUGHPUT_WINDOW.total_seconds()),
+        "failures_found": report.failures_found,
+        "workflows": [_workflow_json(w) for w in report.workflows],
+    }
 
 
-@dataclass(frozen=True)
-class ErrorGroup:
-    """Failed rows whose errors' first lines differ only in ids and numbers."""
-
-    message: str  # the first line, with UUIDs as <uuid> and numbers as N
-    rows: int
-    last_seen: datetime | None
-    example: str  # one of the real first lines
-
-
-@dataclass(frozen=True)
-class WorkflowStatus:
-    """One workflow's queue at one instant; None where the table lacks the column."""
-
-    name: str
-    table: str
-    counts: dict[str, int]  # queued, processing, complete, error, other
-    oldest_queued_seconds: float | None
-    expired_leases: int | None
-    throughput_per_minute: float | None
-    errors: list[ErrorGroup]
-
-    @property
-    def failures_found(self) -> bool:
-        return self.counts["error"] > 0 or bool(self.expired_leases)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "table": self.table,
-            "counts": self.counts,
-            "oldest_queued_seconds": self.oldest_queued_seconds,
-            "expired_leases": self.expired_leases,
-            "throughput_per_minute": self.throughput_per_minute,
-            "errors": [
-                {
-                    "message": group.message,
-                    "rows": group.rows,
-                    "last_seen": _iso(group.last_seen),
-                    "example": group.example,
-                }
-                for group in self.errors
-            ],
-            "failures_found": self.failures_found,
-        }
+def _workflow_json(status: WorkflowStatus) -> dict[str, Any]:
+    return {
+        "name": status.name,
+        "table": status.table,
+        "counts": status.counts,
+        "oldest_queued_seconds": status.oldest_queued_seconds,
+        "expired_leases": status.expired_leases,
+        "throughput_per_minute": status.throughput_per_minute,
+        "errors": [
+            {
+                "message": group.message,
+                "rows": group.rows,
+                "last_seen": _iso(group.last_seen),
+                "example": group.example,
+            }
+            for group in status.errors
+        ],
+        "failures_found": status.failures_found,
+    }
 
 
-@dataclass(frozen=True)
-class StatusReport:
-    """Every selected workflow, read in one snapshot at the database's time ``at``."""
-
-    at: datetime
-    workflows: list[WorkflowStatus]
-
-    @property
-    def failures_found(self) -> bool:
-        return any(w.failures_found for w in self.workflows)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_FAILURES if self.failures_found else EXIT_OK
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "version": JSON_VERSION,
-            "generated_at": _iso(self.at),
-            "throughput_window_seconds": int(THROUGHPUT_WINDOW.total_seconds()),
-            "failures_found": self.failures_found,
-            "workflows": [w.as_json() for w in self.workflows],
-        }
-
-
-async def read_status(engine: AsyncEngine, workflows: Sequence[Workflow]) -> StatusReport:
-    """Read every workflow's figures in one repeatable-read snapshot."""
-    async with engine.connect() as connection:
-        connection = await connection.execution_options(isolation_level="REPEATABLE READ")
-        at = (await connection.execute(select(func.now()))).scalar_one()
-        found = [await _workflow_status(connection, workflow) for workflow in workflows]
-    return StatusReport(at=at, workflows=found)
-
-
-async def _workflow_status(connection: AsyncConnection, workflow: Workflow) -> WorkflowStatus:
-    statements = workflow.statements
-    summary = (
-        await connection.execute(
-            statements.status_summary, statements.status_params(THROUGHPUT_WINDOW)
-        )
-    ).one()
-    groups = await connection.execute(
-        statements.error_groups, statements.error_groups_params(ERROR_GROUPS)
-    )
-    minutes = THROUGHPUT_WINDOW.total_seconds() / 60
-    return WorkflowStatus(
-        name=workflow.name,
-        table=workflow.binding.table.name,
-        counts={
-            "queued": summary.queued,
-            "processing": summary.processing,
-            "complete": summary.complete,
-            "error": summary.failed,
-            "other": summary.other,
-        },
-        oldest_queued_seconds=_rounded(summary.oldest_queued_seconds, 1),
-        expired_leases=summary.expired_leases,
-        throughput_per_minute=_rounded(
-            None if summary.completed_recently is None else summary.completed_recently / minutes, 2
-        ),
-        errors=[ErrorGroup(r.message, r.rows, r.last_seen, r.example) for r in groups],
-    )
-
-
-def _rounded(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
+def exit_code(report: StatusReport) -> int:
+    """1 when any workflow has failures, else 0."""
+    return EXIT_FAILURES if report.failures_found else EXIT_OK
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -264,7 +180,7 @@ async def _show(
     console = Console()
 
     def print_json(report: StatusReport) -> None:
-        click.echo(json.dumps(report.as_json(), indent=None if watch else 2))
+        click.echo(json.dumps(report_json(report), indent=None if watch else 2))
 
     def print_table(report: StatusReport) -> None:
         console.print(render(report, where))
@@ -278,7 +194,7 @@ async def _show(
         if watch is None:
             report = await read()
             show(report)
-            return report.exit_code
+            return exit_code(report)
         if as_json or not console.is_terminal:  # a file or a pipe gets every refresh
             return await _every(watch, read, show)
         with Live(console=console, auto_refresh=False) as live:
@@ -304,7 +220,7 @@ async def _every(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), seconds)
             if stop.is_set():
-                return report.exit_code
+                return exit_code(report)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

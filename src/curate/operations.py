@@ -1,0 +1,205 @@
+"""Operations on a workflow's rows, shared by the CLI and the FastAPI router.
+
+Reading how a workflow's queue stands, reading one item's processing state, converting
+item ids to the primary key's type, and re-queueing a selection of rows. Plain data in,
+plain dataclasses out: no printing, no HTTP, no exit codes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, SmallInteger, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from curate.sql import RequeueSelection
+from curate.workflow import Workflow
+
+THROUGHPUT_WINDOW = timedelta(minutes=5)
+"""Completions are counted over this window for the throughput figure."""
+
+ERROR_GROUPS = 5
+"""How many error groups are read per workflow, largest first."""
+
+_INTEGER_BITS = ((SmallInteger, 16), (BigInteger, 64), (Integer, 32))
+
+
+class InvalidItemId(ValueError):
+    """An item id that cannot be a value of the workflow's primary key."""
+
+
+@dataclass(frozen=True)
+class ErrorGroup:
+    """Failed rows whose errors' first lines differ only in ids and numbers."""
+
+    message: str  # the first line, with UUIDs as <uuid> and numbers as N
+    rows: int
+    last_seen: datetime | None
+    example: str  # one of the real first lines
+
+
+@dataclass(frozen=True)
+class WorkflowStatus:
+    """One workflow's queue at one instant; None where the table lacks the column."""
+
+    name: str
+    table: str
+    counts: dict[str, int]  # queued, processing, complete, error, other
+    oldest_queued_seconds: float | None
+    expired_leases: int | None
+    throughput_per_minute: float | None
+    errors: list[ErrorGroup]
+
+    @property
+    def failures_found(self) -> bool:
+        return self.counts["error"] > 0 or bool(self.expired_leases)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Every selected workflow, read in one snapshot at the database's time ``at``."""
+
+    at: datetime
+    workflows: list[WorkflowStatus]
+
+    @property
+    def failures_found(self) -> bool:
+        return any(w.failures_found for w in self.workflows)
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """One row's processing state in one workflow; None where the table lacks the column."""
+
+    id: Any
+    status: str | None
+    error: str | None
+    attempts: int | None
+    run_after: datetime | None
+    claimed_by: str | None
+    lease_until: datetime | None
+    updated_at: datetime | None
+
+
+async def read_status(engine: AsyncEngine, workflows: Sequence[Workflow]) -> StatusReport:
+    """Read every workflow's figures in one repeatable-read snapshot."""
+    async with engine.connect() as connection:
+        connection = await connection.execution_options(isolation_level="REPEATABLE READ")
+        at = (await connection.execute(select(func.now()))).scalar_one()
+        found = [await _workflow_status(connection, workflow) for workflow in workflows]
+    return StatusReport(at=at, workflows=found)
+
+
+async def _workflow_status(connection: AsyncConnection, workflow: Workflow) -> WorkflowStatus:
+    statements = workflow.statements
+    summary = (
+        await connection.execute(
+            statements.status_summary, statements.status_params(THROUGHPUT_WINDOW)
+        )
+    ).one()
+    groups = await connection.execute(
+        statements.error_groups, statements.error_groups_params(ERROR_GROUPS)
+    )
+    minutes = THROUGHPUT_WINDOW.total_seconds() / 60
+    return WorkflowStatus(
+        name=workflow.name,
+        table=workflow.binding.table.name,
+        counts={
+            "queued": summary.queued,
+            "processing": summary.processing,
+            "complete": summary.complete,
+            "error": summary.failed,
+            "other": summary.other,
+        },
+        oldest_queued_seconds=_rounded(summary.oldest_queued_seconds, 1),
+        expired_leases=summary.expired_leases,
+        throughput_per_minute=_rounded(
+            None if summary.completed_recently is None else summary.completed_recently / minutes, 2
+        ),
+        errors=[ErrorGroup(r.message, r.rows, r.last_seen, r.example) for r in groups],
+    )
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+async def read_item(engine: AsyncEngine, workflow: Workflow, item_id: Any) -> ItemState | None:
+    """One row's processing state (``item_id`` already converted, see `item_ids`);
+    None when the table has no such row."""
+    statements = workflow.statements
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(statements.item_state, statements.item_state_params(item_id))
+        ).one_or_none()
+    if row is None:
+        return None
+    status = row.status.value if isinstance(row.status, enum.Enum) else row.status
+    return ItemState(
+        id=row.id,
+        status=status,
+        error=row.error,
+        attempts=row.attempts,
+        run_after=row.run_after,
+        claimed_by=row.claimed_by,
+        lease_until=row.lease_until,
+        updated_at=row.updated_at,
+    )
+
+
+def item_ids(workflow: Workflow, raw: Iterable[Any]) -> tuple[Any, ...]:
+    """``raw`` ids as values of the primary key's Python type (int, UUID, str…).
+
+    Raises `InvalidItemId` naming the value and the column for one that cannot be,
+    including integers out of the column's range.
+    """
+    pk = workflow.binding.pk
+    where = f"{workflow.binding.table.name}.{pk.name}"
+    try:
+        python_type = pk.type.python_type
+    except NotImplementedError:
+        python_type = object
+    bits = next((n for sql_type, n in _INTEGER_BITS if isinstance(pk.type, sql_type)), None)
+    converted = []
+    for value in raw:
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidItemId(f"{value!r} contains a NUL character")
+        if python_type is object:
+            converted.append(value)
+            continue
+        try:
+            typed = python_type(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError, AttributeError):  # UUID(5): AttributeError
+            typed = None
+        if typed is None:
+            raise InvalidItemId(
+                f"{value!r} is not a valid {python_type.__name__} (the type of {where})"
+            )
+        if bits is not None and not -(2 ** (bits - 1)) <= typed < 2 ** (bits - 1):
+            raise InvalidItemId(f"{value!r} is out of range for {where} ({bits}-bit integer)")
+        converted.append(typed)
+    return tuple(converted)
+
+
+async def count_requeue(
+    engine: AsyncEngine, workflow: Workflow, selection: RequeueSelection
+) -> int:
+    """How many rows `requeue` would move now."""
+    async with engine.connect() as connection:
+        counted = await connection.execute(workflow.statements.requeue_count(selection))
+        count: int = counted.scalar_one()
+        return count
+
+
+async def requeue(engine: AsyncEngine, workflow: Workflow, selection: RequeueSelection) -> int:
+    """Put the selected rows back to Queued afresh; how many moved.
+
+    Fenced: a row a worker claimed since it was counted is left alone.
+    """
+    async with engine.begin() as connection:
+        result = await connection.execute(workflow.statements.requeue(selection))
+        return len(result.all())
