@@ -73,6 +73,17 @@ def add_interval_job(
     )
 
 
+def job_for(workflow: Workflow, runtime: Runtime) -> JobFunction:
+    """A thin ``process_pending_<name>s`` job, for processes that have no scheduler
+    module of their own to import (``curate run``, the FastAPI lifespan)."""
+
+    async def process_pending() -> None:
+        await runtime.run(workflow)
+
+    process_pending.__name__ = process_pending.__qualname__ = workflow.job_id
+    return process_pending
+
+
 def add_workflow_job(
     workflow: Workflow, function: JobFunction, runtime: Runtime | None = None
 ) -> Job:

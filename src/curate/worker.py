@@ -32,7 +32,7 @@ async def run_worker(
         loop.add_signal_handler(signum, stop.set)
     try:
         for workflow in workflows:
-            scheduling.add_workflow_job(workflow, _job(workflow, runtime), runtime)
+            scheduling.add_workflow_job(workflow, scheduling.job_for(workflow, runtime), runtime)
         scheduling.start_scheduler(runtime)
         logger.info("worker {} running {}", runtime.settings.worker_id, [w.name for w in workflows])
         await stop.wait()
@@ -59,11 +59,3 @@ async def run_burst(workflows: Sequence[Workflow], runtime: Runtime | None = Non
                 return
     finally:
         await runtime.close()
-
-
-def _job(workflow: Workflow, runtime: Runtime) -> scheduling.JobFunction:
-    async def process_pending() -> None:
-        await runtime.run(workflow)
-
-    process_pending.__name__ = process_pending.__qualname__ = workflow.job_id
-    return process_pending

@@ -19,7 +19,6 @@ from curate import operations, scheduling
 from curate.runtime import configure, get_runtime
 from curate.settings import CurateSettings
 from curate.sql import RequeueSelection
-from curate.worker import _job
 from curate.workflow import Workflow
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
@@ -49,7 +48,9 @@ def curate_lifespan(
         try:
             await runtime.database.engine()
             for workflow in workflows:
-                scheduling.add_workflow_job(workflow, _job(workflow, runtime), runtime)
+                scheduling.add_workflow_job(
+                    workflow, scheduling.job_for(workflow, runtime), runtime
+                )
             scheduling.start_scheduler(runtime)
             try:
                 if lifespan is None:
