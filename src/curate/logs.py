@@ -1,8 +1,10 @@
 """Logging set-up for apps and the CLI; importing curate configures nothing.
 
-curate logs through loguru with ``workflow``, ``item_id`` and ``attempt`` bound to each
-record. `configure_logging` installs one stderr sink showing them and routes the standard
-library's loggers (APScheduler, SQLAlchemy, Alembic) into loguru.
+curate logs through loguru with ``workflow``, ``item_id``, ``attempt`` and ``worker`` (the
+worker id) bound to each record of an item (``workflow`` and ``worker`` to a run's).
+`configure_logging` installs one stderr sink showing them, as text or as one JSON object
+per line (``json=True``, for log shippers; the fields are under ``record.extra``), and
+routes the standard library's loggers (APScheduler, SQLAlchemy, Alembic) into loguru.
 """
 
 from __future__ import annotations
@@ -37,11 +39,15 @@ def _add_context(record: dict) -> None:  # type: ignore[type-arg]
     extra["context"] = f"[{' '.join(parts)}] " if parts else ""
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """One stderr sink at ``level``; stdlib logging routed into loguru."""
+def configure_logging(level: str = "INFO", json: bool = False) -> None:
+    """One stderr sink at ``level`` (JSON lines with ``json``); stdlib logging routed
+    into loguru."""
     logger.remove()
     logger.configure(patcher=_add_context)  # type: ignore[arg-type]
-    logger.add(sys.stderr, level=level, format=FORMAT, backtrace=False, diagnose=False)
+    if json:
+        logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
+    else:
+        logger.add(sys.stderr, level=level, format=FORMAT, backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)
     # curate's scheduler listeners report job errors, missed and skipped runs in context;
     # APScheduler's own lines about them would say the same twice.

@@ -17,6 +17,7 @@ from curate.db import Database
 from curate.engine.config import RunConfig
 from curate.engine.context import RunContext, RunResult
 from curate.engine.error_text import format_error
+from curate.engine.hooks import ItemHook, Observer
 from curate.engine.loop import run_workflow
 from curate.engine.notifier import Notifier
 from curate.engine.rescuer import rescue_expired
@@ -72,6 +73,20 @@ class Runtime:
         self._pickup_active = False
         self._stops: set[asyncio.Event] = set()
         """One per running run: set by `stop_runs` to end claiming at once."""
+        self.item_hooks: list[ItemHook] = []
+        """Wrap every item this process executes (tracing, metrics): see `add_item_hook`."""
+        self.observers: list[Observer] = []
+        """Hear of every claim and rescue: see `add_observer`."""
+
+    def add_item_hook(self, hook: ItemHook) -> None:
+        """Wrap every item from the next run on: ``hook(event)`` returns an async context
+        manager entered before the service is called and left after the outcome is
+        recorded, with ``event.outcome`` set (see `curate.engine.hooks`)."""
+        self.item_hooks.append(hook)
+
+    def add_observer(self, observer: Observer) -> None:
+        """Tell ``observer`` of every claim and rescue from now on (the metrics use it)."""
+        self.observers.append(observer)
 
     def workflow_settings(self, workflow: Workflow) -> WorkflowSettings:
         """The workflow's settings, read and validated once, then cached."""
@@ -118,6 +133,8 @@ class Runtime:
             service=workflow.service,
             sessionmaker=await self.database.sessionmaker(),
             worker_id=self.settings.worker_id,
+            item_hooks=tuple(self.item_hooks),
+            observers=tuple(self.observers),
         )
 
     async def run(self, workflow: Workflow, config: RunConfig | None = None) -> RunResult:

@@ -56,6 +56,9 @@ class CurateSettings(BaseSettings):
     pool_size: int = Field(default=10, ge=1, le=1000)
     worker_id: str = Field(default_factory=default_worker_id, min_length=1, max_length=200)
     log_level: LogLevel = "INFO"
+    log_json: bool = Field(
+        default=False, description="log one JSON object per line (loguru's serialize=True)"
+    )
     embedded_data_dir: Path = Field(default_factory=default_embedded_data_dir)
     rescue_interval_seconds: float = Field(default=15.0, gt=0, le=86_400)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)

@@ -72,6 +72,7 @@ class WorkflowStatements:
     - ``requeue`` / ``requeue_count`` (built per call from a `RequeueSelection`): put
       the selected rows back to Queued afresh, or count them.
     - ``item_state``: one row's processing state, by ``curate_id``.
+    - ``queue_depth`` (for the metrics): rows Queued and the oldest one's age.
 
     Parameters are named ``curate_*`` (names of columns are reserved in UPDATE); the
     ``*_params`` methods build them, so callers never spell them.
@@ -234,6 +235,25 @@ class WorkflowStatements:
     @staticmethod
     def item_state_params(item_id: Any) -> dict[str, Any]:
         return {"curate_id": item_id}
+
+    @cached_property
+    def queue_depth(self) -> Select[Any]:
+        """The metrics' scrape query: ``queued`` (rows Queued, due or not) and
+        ``oldest_queued_seconds`` (from ``updated_at``; NULL without it or when none is
+        queued). The queued status is inline, so the partial index serves it."""
+        b = self.binding
+        queued = b.status == bindparam(
+            "curate_queued",
+            b.status_value(b.statuses.queued),
+            type_=b.status.type,
+            literal_execute=True,
+        )
+        oldest: ColumnElement[Any] = null()
+        if b.updated_at is not None:
+            oldest = func.date_part("epoch", func.now() - func.min(b.updated_at))
+        return select(func.count().label("queued"), oldest.label("oldest_queued_seconds")).where(
+            queued
+        )
 
     def earliest_due(self) -> Select[Any] | None:
         """When the first queued row that is not due yet becomes due (retries, delays).

@@ -39,7 +39,7 @@ def demo(domains: int, keep_running: bool) -> None:
 
     try:
         settings = curate.CurateSettings()
-        curate.configure_logging(settings.log_level)
+        curate.configure_logging(settings.log_level, json=settings.log_json)
         asyncio.run(run_demo(settings, domains=domains, keep_running=keep_running))
     except curate.ConfigurationError as error:
         raise _SettingsError(str(error)) from None

@@ -21,7 +21,9 @@ from curate.worker import run_burst, run_worker
 from curate.workflow import Workflow
 
 
-async def _work(runtime: curate.Runtime, workflows: list[Workflow], once: bool) -> None:
+async def _work(
+    runtime: curate.Runtime, workflows: list[Workflow], once: bool, metrics_port: int | None
+) -> None:
     """Check settings, tables and the connection before the first claim, then work."""
     try:
         for workflow in workflows:
@@ -30,6 +32,20 @@ async def _work(runtime: curate.Runtime, workflows: list[Workflow], once: bool) 
     except BaseException:
         await runtime.close()
         raise
+    if metrics_port is None:
+        await _process(runtime, workflows, once)
+        return
+    from curate.metrics import start_exporter  # the metrics extra, only when asked for
+
+    exporter = await start_exporter(runtime, workflows, metrics_port)
+    try:
+        await _process(runtime, workflows, once)
+    finally:
+        exporter.close()
+        await exporter.wait_closed()
+
+
+async def _process(runtime: curate.Runtime, workflows: list[Workflow], once: bool) -> None:
     if once:
         await run_burst(workflows, runtime)
         for workflow in workflows:
@@ -52,8 +68,18 @@ async def _work(runtime: curate.Runtime, workflows: list[Workflow], once: bool) 
     metavar="N",
     help="Items processed at once per workflow (overrides <NAME>_SCHEDULER_CONCURRENCY).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65_535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics (needs curate[metrics]).",
+)
 def run_command(
-    app: str | None, names: tuple[str, ...], once: bool, concurrency: int | None
+    app: str | None,
+    names: tuple[str, ...],
+    once: bool,
+    concurrency: int | None,
+    metrics_port: int | None,
 ) -> None:
     """Run the app's workflows in this process until SIGTERM or Ctrl-C.
 
@@ -64,20 +90,21 @@ def run_command(
 
     With --once it processes until no queue has due rows (rescuing expired leases too),
     prints what it did and exits 0; rows that failed are recorded on the rows (see curate
-    status). Logging follows CURATE_LOG_LEVEL.
+    status). Logging follows CURATE_LOG_LEVEL, as JSON lines with CURATE_LOG_JSON=true.
 
     \b
     Examples:
       curate run
       curate run --workflow sitemap_import --concurrency 8
       curate run --once
+      curate run --metrics-port 9108
       CURATE_APP=myapp.services.workflows:WORKFLOWS curate run
     """
     settings = load_settings()
-    curate.configure_logging(settings.log_level)
+    curate.configure_logging(settings.log_level, json=settings.log_json)
     workflows = app_workflows(app, names)
     overrides = {"concurrency": concurrency} if concurrency is not None else None
     runtime = curate.configure(settings, workflow_overrides=overrides)
     listed = ", ".join(w.name for w in workflows)
     logger.info("curate run: {} on {}", listed, safe_url(settings.database_url))
-    run(_work(runtime, workflows, once), settings)
+    run(_work(runtime, workflows, once, metrics_port), settings)

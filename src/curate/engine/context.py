@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from curate.engine.binding import TableBinding
 from curate.engine.config import RunConfig
+from curate.engine.hooks import ItemHook, Observer
 from curate.sql import WorkflowStatements
 
 ServiceFunction = Callable[[Any, AsyncSession], Awaitable[Any]]
@@ -26,6 +27,10 @@ class RunContext:
     service: ServiceFunction
     sessionmaker: async_sessionmaker[AsyncSession]
     worker_id: str
+    item_hooks: tuple[ItemHook, ...] = ()
+    """Wrap each item: see `curate.engine.hooks`."""
+    observers: tuple[Observer, ...] = ()
+    """Hear of claims and rescues: see `curate.engine.hooks`."""
 
 
 @dataclass(frozen=True)

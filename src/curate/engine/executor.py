@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
+from curate.engine.hooks import ItemEvent, around_item
 from curate.engine.outcome import (
     Outcome,
     record_failure,
@@ -27,21 +28,33 @@ from curate.errors import ItemTimeoutError
 
 
 async def execute_item(ctx: RunContext, item: ClaimedItem) -> Outcome:
-    """Run the service for one item and record the outcome; never raises but cancellation."""
-    with logger.contextualize(workflow=ctx.name, item_id=str(item.id), attempt=item.attempt):
-        session = ctx.sessionmaker()
+    """Run the service for one item and record the outcome; never raises but cancellation.
+
+    The item hooks (`curate.engine.hooks`) wrap both, and see the outcome.
+    """
+    with logger.contextualize(
+        workflow=ctx.name, item_id=str(item.id), attempt=item.attempt, worker=ctx.worker_id
+    ):
+        event = ItemEvent(ctx.name, item.id, item.attempt, ctx.worker_id)
+        async with around_item(ctx.item_hooks, event):
+            outcome = event.outcome = await _execute(ctx, item)
+        return outcome
+
+
+async def _execute(ctx: RunContext, item: ClaimedItem) -> Outcome:
+    session = ctx.sessionmaker()
+    try:
         try:
-            try:
-                await _call_service(ctx, item, session)
-                return await record_success(ctx, session, item)
-            except BaseException as error:
-                await _discard(session)
-                if _run_is_cancelled(error):
-                    await record_interrupted(ctx, item)
-                    raise
-                return await record_failure(ctx, item, error)
-        finally:
-            await _close(session)
+            await _call_service(ctx, item, session)
+            return await record_success(ctx, session, item)
+        except BaseException as error:
+            await _discard(session)
+            if _run_is_cancelled(error):
+                await record_interrupted(ctx, item)
+                raise
+            return await record_failure(ctx, item, error)
+    finally:
+        await _close(session)
 
 
 async def _call_service(ctx: RunContext, item: ClaimedItem, session: AsyncSession) -> None:

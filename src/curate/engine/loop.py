@@ -22,6 +22,7 @@ from curate.engine.context import ClaimedItem, RunContext, RunResult
 from curate.engine.error_text import format_error
 from curate.engine.executor import execute_item
 from curate.engine.heartbeat import Heartbeat
+from curate.engine.hooks import notify_observers
 from curate.engine.outcome import Outcome, release_unstarted
 
 _COUNTERS = {
@@ -45,7 +46,7 @@ async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> Ru
     deadline = started + ctx.config.run_max_seconds
     slots = asyncio.Semaphore(ctx.config.concurrency)
     heartbeat = Heartbeat(ctx)
-    with logger.contextualize(workflow=ctx.name):
+    with logger.contextualize(workflow=ctx.name, worker=ctx.worker_id):
         async with heartbeat.beating(), asyncio.TaskGroup() as tasks:
             while not stop.is_set() and time.monotonic() < deadline:
                 limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
@@ -101,8 +102,9 @@ async def _slot_or_stop(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:
 
 
 async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[ClaimedItem]:
+    started = time.monotonic()
     try:
-        return await retry_on_connection_loss(
+        batch = await retry_on_connection_loss(
             lambda: claim_batch(ctx, limit), "claim", delays=CLAIM_RETRY_DELAYS_SECONDS
         )
     except Exception as exc:
@@ -110,6 +112,9 @@ async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[Claimed
         result.errors.append(message)
         logger.error("claim failed, the next run tries again: {}", message)
         return []
+    seconds = time.monotonic() - started
+    notify_observers(ctx.observers, lambda o: o.claimed(ctx.name, len(batch), seconds))
+    return batch
 
 
 async def _release(ctx: RunContext, items: list[ClaimedItem], heartbeat: Heartbeat) -> None:

@@ -15,6 +15,7 @@ from loguru import logger
 from sqlalchemy import func, select
 
 from curate.engine.context import RunContext
+from curate.engine.hooks import notify_observers
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ async def rescue_expired(ctx: RunContext) -> list[Rescued] | None:
         rows = (await session.execute(statement, params)).all()
     rescued = [Rescued(id=row.id, attempt=row.attempt, status=row.status) for row in rows]
     if rescued:
+        notify_observers(ctx.observers, lambda o: o.rescued(ctx.name, len(rescued)))
         failed = ctx.binding.status_value(ctx.binding.statuses.failed)
         given_up = [r.id for r in rescued if r.status == failed]
         logger.bind(workflow=ctx.name).warning(
