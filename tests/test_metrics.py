@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import curate
 from curate import ProcessingStatus, RetryPolicy, Workflow
 from curate.contrib.fastapi_metrics import metrics_router
 from curate.metrics import CurateMetrics, install_metrics, refresh_queue_gauges, start_exporter
+from curate.testing import wait_until
 from tests.helpers import insert_items
 from tests.models import Item
 
@@ -211,3 +214,51 @@ async def test_metrics_lifespan_attaches_the_metrics_at_start(
         metrics = install_metrics(runtime)
         assert runtime.item_hooks == [metrics.item_hook]
         assert runtime.observers == [metrics]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_curate_run_serves_metrics(
+    runtime: curate.Runtime, engine: AsyncEngine, database_url: str, schema: str
+) -> None:
+    await insert_items(engine, 5)
+    port = free_port()
+    env = {
+        **os.environ,
+        "CURATE_DATABASE_URL": database_url,
+        "CURATE_DATABASE_SCHEMA": schema,
+        "CURATE_APP": "tests.cli_app:WORKFLOWS",
+        "CURATE_LOG_LEVEL": "WARNING",
+    }
+    worker = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("curate")),
+        *("run", "--workflow", "work", "--metrics-port", str(port)),
+        cwd=ROOT,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    scraped: list[str] = []
+
+    async def all_counted() -> bool:
+        try:
+            async with httpx.AsyncClient() as client:
+                response = await client.get(f"http://127.0.0.1:{port}/metrics")
+        except httpx.TransportError:
+            return False
+        scraped[:] = response.text.splitlines()
+        return 'curate_items_completed_total{workflow="work"} 5.0' in scraped
+
+    try:
+        await wait_until(all_counted, what="the worker's /metrics to count 5 completed items")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(worker.communicate(), 30)
+    assert worker.returncode == 0, err.decode()
+    assert 'curate_queue_depth{workflow="work"} 0.0' in scraped
