@@ -1,4 +1,5 @@
-"""curate inside a FastAPI app: a lifespan that runs the workflows, and a JSON router.
+"""curate inside a FastAPI app: a lifespan that runs the workflows, and a router (JSON
+endpoints and an HTML dashboard).
 
     app = FastAPI(lifespan=curate_lifespan(WORKFLOWS))
     app.include_router(curate_router(WORKFLOWS, requeue_auth=require_admin), prefix="/curate")
@@ -12,10 +13,12 @@ from datetime import datetime
 from typing import Annotated, Any, Self
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curate import operations, scheduling
+from curate.contrib.dashboard import render_dashboard
 from curate.runtime import configure, get_runtime
 from curate.settings import CurateSettings
 from curate.sql import RequeueSelection
@@ -179,15 +182,25 @@ class RequeueResult(BaseModel):
 
 
 def curate_router(
-    workflows: Sequence[Workflow], *, requeue_auth: Callable[..., Any] | None = None
+    workflows: Sequence[Workflow],
+    *,
+    requeue_auth: Callable[..., Any] | None = None,
+    dashboard_refresh_seconds: float = 5.0,
 ) -> APIRouter:
-    """JSON endpoints over ``workflows``, for the app to mount (``include_router``).
+    """JSON endpoints and an HTML dashboard over ``workflows``, for the app to mount
+    (``include_router``).
 
-    ``GET /workflows``, ``GET /workflows/{name}``, ``GET /workflows/{name}/items/{item_id}``
+    ``GET /workflows``, ``GET /workflows/{name}``, ``GET /workflows/{name}/items/{item_id}``,
+    ``GET /dashboard`` (an HTML page refreshing itself every ``dashboard_refresh_seconds``)
     and, only when ``requeue_auth`` (a FastAPI dependency that raises to refuse) is given,
-    ``POST /workflows/{name}/requeue``. Reads use the configured runtime's database, so
-    the app runs `curate_lifespan` (or configures curate itself).
+    ``POST /workflows/{name}/requeue`` and the dashboard's requeue buttons. Reads use the
+    configured runtime's database, so the app runs `curate_lifespan` (or configures
+    curate itself).
     """
+    if not dashboard_refresh_seconds > 0:
+        raise ValueError(
+            f"dashboard_refresh_seconds must be > 0, not {dashboard_refresh_seconds!r}"
+        )
     known: Mapping[str, Workflow] = {w.name: w for w in workflows}
     router = APIRouter(tags=["curate"])
 
@@ -235,6 +248,24 @@ def curate_router(
                 status_code=404, detail=f"no item {item_id} in {workflow.binding.table.name}"
             )
         return item
+
+    @router.get(
+        "/dashboard",
+        response_class=HTMLResponse,
+        include_in_schema=False,
+        name="curate_dashboard",
+    )
+    async def dashboard(request: Request) -> HTMLResponse:
+        """The workflows' figures as an HTML page that refreshes itself."""
+        engine = await get_runtime().database.engine()
+        report = await operations.read_status(engine, list(known.values()))
+        page = render_dashboard(
+            report,
+            base_path=request.url_for("curate_dashboard").path.removesuffix("/dashboard"),
+            requeue=requeue_auth is not None,
+            refresh_seconds=dashboard_refresh_seconds,
+        )
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     if requeue_auth is not None:
 
