@@ -20,6 +20,7 @@ from curate.engine.error_text import format_error
 from curate.engine.hooks import ItemHook, Observer
 from curate.engine.loop import run_workflow
 from curate.engine.notifier import Notifier
+from curate.engine.pickup import Pickup
 from curate.engine.rescuer import rescue_expired
 from curate.settings import CurateSettings, WorkflowSettings
 from curate.workflow import Workflow
@@ -65,12 +66,8 @@ class Runtime:
         self._workflow_settings: dict[str, WorkflowSettings] = {}
         self._active: set[asyncio.Task[Any]] = set()
         self._registered: dict[str, tuple[Workflow, RunConfig | None]] = {}
-        self._running: dict[str, int] = {}
-        self._woken: set[str] = set()
+        self.pickup = Pickup(self._start_woken_run)
         self._woken_runs: set[asyncio.Task[None]] = set()
-        self._due_timers: dict[str, asyncio.TimerHandle] = {}
-        self._notifier: Notifier | None = None
-        self._pickup_active = False
         self._stops: set[asyncio.Event] = set()
         """One per running run: set by `stop_runs` to end claiming at once."""
         self.item_hooks: list[ItemHook] = []
@@ -152,34 +149,29 @@ class Runtime:
         self._stops.add(stop)
         if task is not None:
             self._active.add(task)
-        self._running[workflow.name] = self._running.get(workflow.name, 0) + 1
         result = RunResult(workflow=workflow.name)
         try:
-            while True:
-                self._woken.discard(workflow.name)
-                one_pass = await run_workflow(ctx, stop)
-                self.stats.setdefault(workflow.name, WorkflowStats()).add(one_pass)
-                result.absorb(one_pass)
-                if workflow.name not in self._woken or stop.is_set():
-                    break
+            with self.pickup.running(workflow.name):
+                while True:
+                    self.pickup.take_wake(workflow.name)
+                    one_pass = await run_workflow(ctx, stop)
+                    self.stats.setdefault(workflow.name, WorkflowStats()).add(one_pass)
+                    result.absorb(one_pass)
+                    # Leaving the loop and the `running` block has no await in between:
+                    # a wake-up either lands here (claim again) or starts a new run.
+                    if not self.pickup.take_wake(workflow.name) or stop.is_set():
+                        break
         finally:
-            # No await between the last check of _woken and this: a wake-up either saw
-            # the run going (and is handled above) or sees it gone (and starts a run).
-            self._running[workflow.name] -= 1
             self._stops.discard(stop)
             if task is not None:
                 self._active.discard(task)
         await self._wake_when_due(workflow, ctx)
         return result
 
-    def wake(self, name: str) -> None:
-        """Start a run of the registered workflow ``name`` now (or make the running one
-        claim again). Called on NOTIFY, and when delayed rows become due."""
+    def _start_woken_run(self, name: str) -> None:
+        """A wake-up for a workflow that is not running: start a run now."""
         registered = self._registered.get(name)
         if registered is None or self.stopping:
-            return
-        if self._running.get(name, 0):
-            self._woken.add(name)
             return
         workflow, config = registered
         self._woken_runs.add(asyncio.create_task(self._woken_run(workflow, config)))
@@ -195,7 +187,7 @@ class Runtime:
     async def _wake_when_due(self, workflow: Workflow, ctx: RunContext) -> None:
         """If a queued row becomes due before the next poll, wake up for it then."""
         statement = ctx.statements.earliest_due()
-        if statement is None or self.stopping or not self._pickup_active:
+        if statement is None or self.stopping or not self.pickup.active:
             return
         try:
             async with ctx.sessionmaker() as session:
@@ -206,35 +198,20 @@ class Runtime:
         interval = self.workflow_settings(workflow).interval_seconds
         if wait is None or wait.total_seconds() >= interval:
             return
-        previous = self._due_timers.pop(workflow.name, None)
-        if previous is not None:
-            previous.cancel()
-        self._due_timers[workflow.name] = asyncio.get_running_loop().call_later(
-            max(wait.total_seconds(), 0.0), self.wake, workflow.name
-        )
+        self.pickup.wake_later(workflow.name, wait.total_seconds())
 
     def begin_pickup(self) -> None:
         """Listen for NOTIFY on every registered workflow's channel (instant pick-up)."""
-        if self._notifier is not None or not self._registered:
-            return
-        self._notifier = Notifier(self.database.url, list(self._registered), self.wake)
-        self._notifier.start()
-        self._pickup_active = True
+        self.pickup.listen(self.database.url, list(self._registered))
 
     @property
     def notifier(self) -> Notifier | None:
         """The LISTEN side of instant pick-up, while it runs."""
-        return self._notifier
+        return self.pickup.notifier
 
     async def stop_pickup(self) -> None:
         """Stop listening and forget pending wake-ups (shutdown)."""
-        self._pickup_active = False
-        for timer in self._due_timers.values():
-            timer.cancel()
-        self._due_timers.clear()
-        if self._notifier is not None:
-            await self._notifier.stop()
-            self._notifier = None
+        await self.pickup.stop()
 
     async def rescue(self) -> int:
         """Rescue the expired rows of every registered workflow; how many were moved.
