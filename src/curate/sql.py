@@ -242,12 +242,7 @@ class WorkflowStatements:
         ``oldest_queued_seconds`` (from ``updated_at``; NULL without it or when none is
         queued). The queued status is inline, so the partial index serves it."""
         b = self.binding
-        queued = b.status == bindparam(
-            "curate_queued",
-            b.status_value(b.statuses.queued),
-            type_=b.status.type,
-            literal_execute=True,
-        )
+        queued = _status_inline(b, b.statuses.queued, "curate_queued")
         oldest: ColumnElement[Any] = null()
         if b.updated_at is not None:
             oldest = func.date_part("epoch", func.now() - func.min(b.updated_at))
@@ -265,14 +260,7 @@ class WorkflowStatements:
         if b.run_after is None:
             return None
         return select(func.min(b.run_after) - func.now()).where(
-            b.status
-            == bindparam(
-                "curate_queued",
-                b.status_value(b.statuses.queued),
-                type_=b.status.type,
-                literal_execute=True,
-            ),
-            b.run_after > func.now(),
+            _status_inline(b, b.statuses.queued, "curate_queued"), b.run_after > func.now()
         )
 
     def _status(self, status: enum.Enum) -> Any:
@@ -310,14 +298,7 @@ def _touch(binding: TableBinding) -> dict[Any, Any]:
 
 def _claim(binding: TableBinding) -> Select[Any]:
     b = binding
-    # Rendered inline (through the column's type) so the planner matches it to the
-    # partial index even for a generic plan of the prepared statement.
-    queued = b.status == bindparam(
-        "curate_queued",
-        b.status_value(b.statuses.queued),
-        type_=b.status.type,
-        literal_execute=True,
-    )
+    queued = _status_inline(b, b.statuses.queued, "curate_queued")
     due: ColumnElement[bool] = true()
     if b.run_after is not None:
         due = or_(b.run_after.is_(None), b.run_after <= func.now())
@@ -441,13 +422,12 @@ def _release(binding: TableBinding) -> ReturningUpdate[Any]:
     )
 
 
-def _processing_literal(binding: TableBinding) -> ColumnElement[bool]:
-    """``status = Processing`` with the value inline, for the same reason as the claim's."""
+def _status_inline(binding: TableBinding, status: enum.Enum, name: str) -> ColumnElement[bool]:
+    """``status = <value>`` with the value rendered inline through the column's type, so the
+    planner matches it to the partial index even for a generic plan of a prepared statement.
+    """
     return binding.status == bindparam(
-        "curate_processing_inline",
-        binding.status_value(binding.statuses.processing),
-        type_=binding.status.type,
-        literal_execute=True,
+        name, binding.status_value(status), type_=binding.status.type, literal_execute=True
     )
 
 
@@ -473,7 +453,10 @@ def _rescue_expired(binding: TableBinding) -> ReturningUpdate[Any]:
     assert b.lease_until is not None
     expired = (
         select(b.pk)
-        .where(_processing_literal(b), b.lease_until < func.now())
+        .where(
+            _status_inline(b, b.statuses.processing, "curate_processing_inline"),
+            b.lease_until < func.now(),
+        )
         .with_for_update(skip_locked=True)
     )
     attempt: ColumnElement[Any] = b.attempts if b.attempts is not None else literal_column("1")
@@ -515,7 +498,7 @@ def _rescue_stale(binding: TableBinding) -> ReturningUpdate[Any]:
     stale = (
         select(b.pk)
         .where(
-            _processing_literal(b),
+            _status_inline(b, b.statuses.processing, "curate_processing_inline"),
             b.updated_at < func.now() - bindparam("curate_stale", type_=Interval()),
         )
         .with_for_update(skip_locked=True)
