@@ -35,6 +35,8 @@ async def execute_item(ctx: RunContext, item: ClaimedItem) -> Outcome:
     with logger.contextualize(
         workflow=ctx.name, item_id=str(item.id), attempt=item.attempt, worker=ctx.worker_id
     ):
+        if not ctx.item_hooks:  # the common case: no context manager per item
+            return await _execute(ctx, item)
         event = ItemEvent(ctx.name, item.id, item.attempt, ctx.worker_id)
         async with around_item(ctx.item_hooks, event):
             outcome = event.outcome = await _execute(ctx, item)
