@@ -120,6 +120,8 @@ class WorkflowSettings(BaseSettings):
     run_max_items: int = Field(default=10_000, ge=1)
     run_max_seconds: float = Field(default=60.0, gt=0)
     stale_after_seconds: float | None = Field(default=None, gt=0)
+    rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
+    """Items per second this workflow may start, across all workers (None: no limit)."""
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> WorkflowSettings:

@@ -58,6 +58,7 @@ class Workflow:
         run_max_items: int | None = None,
         run_max_seconds: float | None = None,
         stale_after_seconds: float | None = None,
+        rate_limit: float | None = None,
     ) -> None:
         if not _NAME.match(name):
             raise ConfigurationError(
@@ -83,6 +84,7 @@ class Workflow:
                 "run_max_items": run_max_items,
                 "run_max_seconds": run_max_seconds,
                 "stale_after_seconds": stale_after_seconds,
+                "rate_limit": rate_limit,
                 "max_attempts": retry.max_attempts if retry else None,
                 "retry_base_seconds": retry.base_seconds if retry else None,
                 "retry_max_seconds": retry.max_seconds if retry else None,
@@ -121,6 +123,7 @@ class Workflow:
             run_max_items=settings.run_max_items,
             run_max_seconds=settings.run_max_seconds,
             stale_after_seconds=settings.stale_after_seconds,
+            rate_limit=settings.rate_limit,
             retry=replace(
                 self.retry,
                 max_attempts=settings.max_attempts,

@@ -53,3 +53,5 @@ class RunConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     stale_after_seconds: float | None = None
     """Seed-style tables without leases: rescue rows `updated_at` older than this."""
+    rate_limit: float | None = None
+    """Items per second the workflow may start, across all workers (None: no limit)."""

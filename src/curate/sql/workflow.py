@@ -1,4 +1,4 @@
-"""Every statement curate runs, by name.
+"""The statements of one workflow over its table, built once from its binding.
 
 Statements are built once per workflow from its `TableBinding` (so SQLAlchemy's compiled
 cache serves every later execution) and compare statuses through the column's own type,
