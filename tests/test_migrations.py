@@ -17,7 +17,15 @@ TABLES = {
     "sitemap_files": "sitemap_import",
     "pages": "page_curation",
 }
-WORKFLOW_COLUMN_SUFFIXES = ("status", "error", "attempts", "run_after", "claimed_by", "lease_until")
+WORKFLOW_COLUMN_SUFFIXES = (
+    "status",
+    "error",
+    "attempts",
+    "run_after",
+    "claimed_by",
+    "lease_until",
+    "priority",
+)
 ENUM_TYPES = {"curation_status", *(f"{prefix}_status" for prefix in TABLES.values())}
 
 
@@ -54,7 +62,7 @@ async def test_upgrade_downgrade_upgrade(
     await demo_schema.upgrade(migrator)
     found = await catalog(admin_engine, schema)
     assert found["tables"] == {*TABLES, "alembic_version"}
-    assert found["versions"] == {"0001"}
+    assert found["versions"] == {"0002"}
     for table, prefix in TABLES.items():
         for suffix in WORKFLOW_COLUMN_SUFFIXES:
             assert f"{table}.{prefix}_{suffix}" in found["columns"]
@@ -65,6 +73,7 @@ async def test_upgrade_downgrade_upgrade(
         f"ix_{table}_{prefix}_queued" for table, prefix in TABLES.items()
     }
     assert all("_status = 'Queued'" in index for index in found["partial_indexes"])
+    assert all("_priority DESC, id)" in index for index in found["partial_indexes"])
 
     await demo_schema.downgrade(migrator)
     found = await catalog(admin_engine, schema)
@@ -78,6 +87,24 @@ async def test_upgrade_downgrade_upgrade(
     assert found["tables"] == {*TABLES, "alembic_version"}
     assert found["enums"] == ENUM_TYPES
     assert len(found["partial_indexes"]) == 3
+
+
+async def test_add_missing_workflow_columns_upgrades_a_table_made_by_an_older_curate(
+    migrator: curate.Runtime, admin_engine: AsyncEngine, schema: str
+) -> None:
+    await demo_schema.upgrade(migrator, "0001")
+    async with admin_engine.begin() as conn:  # what 0001 made before curate had priorities
+        for table, prefix in TABLES.items():
+            await conn.execute(text(f"ALTER TABLE {schema}.{table} DROP COLUMN {prefix}_priority"))
+    assert not any("priority" in c for c in (await catalog(admin_engine, schema))["columns"])
+
+    await demo_schema.upgrade(migrator)  # 0002: add_missing_workflow_columns
+
+    found = await catalog(admin_engine, schema)
+    for table, prefix in TABLES.items():
+        assert f"{table}.{prefix}_priority" in found["columns"]
+    assert len(found["partial_indexes"]) == 3
+    assert all("_priority DESC, id)" in index for index in found["partial_indexes"])
 
 
 def test_missing_migrations_are_a_clear_error(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ The public surface is what this module exports; everything else is private to cu
 
 from curate.columns import ColumnNames, ProcessingStatus, workflow_columns, workflow_mixin
 from curate.compat import run_job_loop
+from curate.curation import DualStatus
 from curate.engine.binding import Statuses
 from curate.engine.config import RetryPolicy
 from curate.engine.context import RunResult
@@ -18,7 +19,7 @@ from curate.errors import (
 from curate.logs import configure_logging
 from curate.runtime import Runtime, configure, get_runtime, reset_runtime
 from curate.settings import CurateSettings, WorkflowSettings
-from curate.workflow import Workflow, notify
+from curate.workflow import Workflow, notify, queue
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "CurateError",
     "CurateSettings",
     "DatabaseUnavailableError",
+    "DualStatus",
     "ItemTimeoutError",
     "NonRetryableError",
     "ProcessingStatus",
@@ -42,6 +44,7 @@ __all__ = [
     "configure_logging",
     "get_runtime",
     "notify",
+    "queue",
     "reset_runtime",
     "run_job_loop",
     "workflow_columns",

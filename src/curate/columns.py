@@ -1,9 +1,10 @@
 """The columns a workflow adds to a table, defined once for models and migrations alike.
 
 For a workflow with prefix ``p`` curate uses ``p_status``, ``p_error``, ``p_attempts``,
-``p_run_after``, ``p_claimed_by`` and ``p_lease_until``. `workflow_columns` returns them
-as SQLAlchemy `Column` objects; `workflow_mixin` turns them into a declarative mixin and
-`curate.migrations.add_workflow_columns` adds them in an Alembic migration.
+``p_run_after``, ``p_claimed_by``, ``p_lease_until`` and ``p_priority``.
+`workflow_columns` returns them as SQLAlchemy `Column` objects; `workflow_mixin` turns
+them into a declarative mixin and `curate.migrations.add_workflow_columns` adds them in an
+Alembic migration.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ColumnNames:
     run_after: str | None = None
     claimed_by: str | None = None
     lease_until: str | None = None
+    priority: str | None = None
 
     @classmethod
     def for_prefix(cls, prefix: str) -> ColumnNames:
@@ -47,6 +49,7 @@ class ColumnNames:
             run_after=f"{prefix}_run_after",
             claimed_by=f"{prefix}_claimed_by",
             lease_until=f"{prefix}_lease_until",
+            priority=f"{prefix}_priority",
         )
 
 
@@ -75,6 +78,7 @@ def _column_specs(
 ) -> list[tuple[str, TypeEngine[Any], bool, str | None]]:
     names = ColumnNames.for_prefix(prefix)
     assert names.attempts and names.run_after and names.claimed_by and names.lease_until
+    assert names.priority
     return [
         (names.status, status_type(prefix, status_enum, schema), True, None),
         (names.error, Text(), True, None),
@@ -82,6 +86,7 @@ def _column_specs(
         (names.run_after, DateTime(timezone=True), True, None),
         (names.claimed_by, String(200), True, None),
         (names.lease_until, DateTime(timezone=True), True, None),
+        (names.priority, Integer(), False, "0"),
     ]
 
 

@@ -53,6 +53,42 @@ def add_workflow_columns(
         create_notify_trigger(table, prefix, status_enum=status_enum, queued=queued, schema=schema)
 
 
+def add_missing_workflow_columns(
+    table: str,
+    prefix: str,
+    *,
+    status_enum: type[enum.Enum] = ProcessingStatus,
+    queued: str = "Queued",
+    order_by: str = "id",
+    schema: str | None = None,
+) -> None:
+    """Bring a workflow's columns up to this version of curate: add the ones the table
+    lacks (``ADD COLUMN IF NOT EXISTS``) and rebuild the queued index to match.
+
+    For tables made by an earlier curate (before ``<prefix>_priority``, say): call it in
+    a new migration; on a table that has every column it only rebuilds the index.
+    """
+    qualified = f'"{schema}"."{table}"' if schema else f'"{table}"'
+    dialect = op.get_bind().dialect
+    for column in workflow_columns(prefix, status_enum, schema=schema):
+        if isinstance(column.type, sa.Enum):
+            continue  # the status column is what makes a table a workflow's: never missing
+        type_sql = column.type.compile(dialect=dialect)
+        given = column.server_default
+        default = f" DEFAULT {given.arg}" if isinstance(given, sa.DefaultClause) else ""
+        null = "" if column.nullable else " NOT NULL"
+        op.execute(
+            f'ALTER TABLE {qualified} ADD COLUMN IF NOT EXISTS "{column.name}"'
+            f" {type_sql}{default}{null}"
+        )
+    op.execute(
+        f'DROP INDEX IF EXISTS {f"{schema}." if schema else ""}"{queued_index_name(table, prefix)}"'
+    )
+    create_queued_index(
+        table, prefix, status_enum=status_enum, queued=queued, order_by=order_by, schema=schema
+    )
+
+
 def drop_workflow_columns(
     table: str,
     prefix: str,
@@ -77,17 +113,18 @@ def create_queued_index(
     order_by: str = "id",
     schema: str | None = None,
 ) -> None:
-    """A partial index over the queued rows only, in claim order.
+    """A partial index over the queued rows only, in claim order (priority, then order).
 
     The claim reads this index, so its cost follows the number of queued rows, not the
     size of the table. ``queued`` is the name of the queued member of ``status_enum``.
     """
-    status_column = ColumnNames.for_prefix(prefix).status
+    names = ColumnNames.for_prefix(prefix)
+    status_column = names.status
     stored = status_enum[queued].name
     op.create_index(
         queued_index_name(table, prefix),
         table,
-        [order_by],
+        [sa.text(f'"{names.priority}" DESC'), order_by],
         schema=schema,
         postgresql_where=sa.text(f"{status_column} = '{stored}'"),
     )

@@ -13,11 +13,12 @@ from typing import Any
 
 from loguru import logger
 
+from curate.clock import clock
 from curate.db import Database
 from curate.engine.config import RunConfig
 from curate.engine.context import RunContext, RunResult
 from curate.engine.error_text import format_error
-from curate.engine.hooks import ItemHook, Observer
+from curate.engine.hooks import ErrorHook, ItemHook, Observer
 from curate.engine.loop import run_workflow
 from curate.engine.notifier import Notifier
 from curate.engine.pickup import Pickup
@@ -72,6 +73,8 @@ class Runtime:
         """One per running run: set by `stop_runs` to end claiming at once."""
         self.item_hooks: list[ItemHook] = []
         """Wrap every item this process executes (tracing, metrics): see `add_item_hook`."""
+        self.error_hooks: list[ErrorHook] = []
+        """Hear of every failed item: see `add_error_hook`."""
         self.observers: list[Observer] = []
         """Hear of every claim and rescue: see `add_observer`."""
 
@@ -80,6 +83,12 @@ class Runtime:
         manager entered before the service is called and left after the outcome is
         recorded, with ``event.outcome`` set (see `curate.engine.hooks`)."""
         self.item_hooks.append(hook)
+
+    def add_error_hook(self, hook: ErrorHook) -> None:
+        """Call ``await hook(event, error)`` for every item whose service fails, from the
+        next run on, after the failure is recorded (``event.outcome`` says retried or
+        failed); hooks run in the order they were added."""
+        self.error_hooks.append(hook)
 
     def add_observer(self, observer: Observer) -> None:
         """Tell ``observer`` of every claim and rescue from now on (the metrics use it)."""
@@ -120,6 +129,12 @@ class Runtime:
                 how,
             )
 
+    @property
+    def registered(self) -> dict[str, tuple[Workflow, RunConfig | None]]:
+        """The workflows known to this process by name, each with the config it runs with
+        (None: from its settings); a copy, for `curate.testing` to run them all."""
+        return dict(self._registered)
+
     async def context(self, workflow: Workflow, config: RunConfig | None = None) -> RunContext:
         """What a run (or the rescuer) of ``workflow`` needs, on the running loop's engine."""
         return RunContext(
@@ -130,7 +145,8 @@ class Runtime:
             service=workflow.service,
             sessionmaker=await self.database.sessionmaker(),
             worker_id=self.settings.worker_id,
-            item_hooks=tuple(self.item_hooks),
+            item_hooks=(*self.item_hooks, *workflow.item_hooks),
+            error_hooks=tuple(self.error_hooks),
             observers=tuple(self.observers),
         )
 
@@ -191,7 +207,9 @@ class Runtime:
             return
         try:
             async with ctx.sessionmaker() as session:
-                wait = await session.scalar(statement)
+                wait = await session.scalar(
+                    statement, ctx.statements.earliest_due_params(clock.now_override())
+                )
         except Exception as exc:
             logger.debug("could not look for rows due later: {}", format_error(exc))
             return

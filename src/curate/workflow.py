@@ -10,15 +10,18 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from curate.clock import clock
 from curate.columns import ColumnNames, ProcessingStatus
-from curate.engine.binding import OrderBy, Statuses, TableBinding
+from curate.engine.binding import LockKey, OrderBy, Statuses, TableBinding
 from curate.engine.config import RetryPolicy, RunConfig
 from curate.engine.context import RunResult, ServiceFunction
+from curate.engine.hooks import ItemHook
 from curate.engine.notifier import channel_for
 from curate.errors import ConfigurationError
 from curate.settings import WorkflowSettings
@@ -34,7 +37,10 @@ class Workflow:
     """A named workflow: which table, which service, how much at once, how to retry.
 
     Values given here are defaults; ``<NAME>_SCHEDULER_*`` environment variables override
-    them (see `curate.settings.WorkflowSettings`).
+    them (see `curate.settings.WorkflowSettings`). ``lock_key`` (a column name or an SQL
+    expression over the table) makes rows with the same key run one at a time and in
+    queue order, across all workers. ``item_hooks`` wrap this workflow's items inside the
+    runtime's hooks (`curate.Runtime.add_item_hook`).
     """
 
     def __init__(
@@ -47,6 +53,8 @@ class Workflow:
         statuses: Statuses | None = None,
         columns: ColumnNames | None = None,
         order_by: OrderBy = None,
+        lock_key: LockKey = None,
+        item_hooks: Sequence[ItemHook] = (),
         batch_size: int | None = None,
         interval_seconds: float | None = None,
         max_instances: int | None = None,
@@ -70,6 +78,8 @@ class Workflow:
         self.statuses = statuses or Statuses.from_enum(status_enum)
         self.columns = columns or ColumnNames.for_prefix(name)
         self.order_by = order_by
+        self.lock_key = lock_key
+        self.item_hooks = tuple(item_hooks)
         self.retry = retry or RetryPolicy()
         self._code_settings = {
             key: value
@@ -103,7 +113,9 @@ class Workflow:
     @cached_property
     def binding(self) -> TableBinding:
         """The table and columns, checked on first use (a missing column raises here)."""
-        return TableBinding.resolve(self.model, self.columns, self.statuses, self.order_by)
+        return TableBinding.resolve(
+            self.model, self.columns, self.statuses, self.order_by, self.lock_key
+        )
 
     @cached_property
     def statements(self) -> WorkflowStatements:
@@ -138,15 +150,76 @@ class Workflow:
 
         return await (runtime or get_runtime()).run(self)
 
-    async def queue(self, session: AsyncSession, ids: Sequence[Any]) -> None:
-        """Queue rows afresh in the caller's transaction (attempts reset, due now).
+    async def queue(
+        self,
+        session: AsyncSession,
+        ids: Sequence[Any],
+        *,
+        run_at: datetime | None = None,
+        run_in: timedelta | float | None = None,
+        priority: int | None = None,
+    ) -> None:
+        """Queue rows afresh in the caller's transaction (attempts reset).
 
-        This is the write behind the dual-status pattern: set the curation status and
-        queue the row in one transaction, so both commit or neither does.
+        Due at once, at ``run_at`` (timezone-aware) or ``run_in`` (a timedelta or seconds)
+        from now; ``priority`` (higher runs first; default: the row's current priority,
+        0 for a new row). This is the write behind the dual-status pattern and behind
+        stages: it commits with the caller's other writes, or not at all.
         """
-        if ids:
-            await session.execute(self.statements.queue, self.statements.queue_params(ids))
-            await notify(session, self)
+        if not ids:
+            return
+        params = self.statements.queue_params(
+            ids,
+            **self._schedule(run_at, run_in, priority),
+            now=clock.now_override(),
+        )
+        await session.execute(self.statements.queue, params)
+        await notify(session, self)
+
+    def _schedule(
+        self, run_at: datetime | None, run_in: timedelta | float | None, priority: int | None
+    ) -> dict[str, Any]:
+        """Check ``run_at``/``run_in``/``priority`` against the table; a clear error if not."""
+        binding = self.binding
+        if run_at is not None and run_in is not None:
+            raise ConfigurationError("queue: pass run_at or run_in, not both")
+        if run_at is not None and run_at.tzinfo is None:
+            raise ConfigurationError(f"queue: run_at={run_at!r} needs a timezone (e.g. UTC)")
+        if (run_at is not None or run_in is not None) and binding.run_after is None:
+            raise ConfigurationError(
+                f"workflow {self.name}: table {binding.table.name!r} has no column"
+                f" {self.columns.run_after!r}, so items cannot be scheduled for later; add it"
+                " with curate.migrations.add_missing_workflow_columns"
+            )
+        if priority is not None and binding.priority is None:
+            raise ConfigurationError(
+                f"workflow {self.name}: table {binding.table.name!r} has no column"
+                f" {self.columns.priority!r}, so items cannot have a priority; add it"
+                " with curate.migrations.add_missing_workflow_columns"
+            )
+        if isinstance(run_in, int | float):
+            run_in = timedelta(seconds=run_in)
+        return {"run_at": run_at, "run_in": run_in, "priority": priority}
+
+
+async def queue(
+    session: AsyncSession,
+    workflow: Workflow,
+    item_ids: Any,
+    *,
+    run_at: datetime | None = None,
+    run_in: timedelta | float | None = None,
+    priority: int | None = None,
+) -> None:
+    """Queue one item (or a list of them) for ``workflow`` in the caller's transaction.
+
+    ``curate.queue(session, thumbnail, photo.id, run_in=60, priority=5)``: see
+    `Workflow.queue`. Inside a service, with the session curate passed in, the item is
+    handed to the next stage in the same transaction as this item's own outcome.
+    """
+    many = isinstance(item_ids, list | tuple | set | frozenset)
+    ids = list(item_ids) if many else [item_ids]
+    await workflow.queue(session, ids, run_at=run_at, run_in=run_in, priority=priority)
 
 
 async def notify(session: AsyncSession, workflow: Workflow) -> None:

@@ -2,7 +2,8 @@
 
 Every table carries a *curation status* (what a person decided: New, Selected, Rejected)
 next to its workflow's *processing status* (what the background job did). Selecting a row
-queues it for its workflow, in the same transaction (see `curate.demo.curation`).
+queues it for its workflow, in the same transaction (`curate.DualStatus`; the demo's
+are declared next to each workflow in ``services/<name>_scheduler.py``).
 """
 
 from __future__ import annotations

@@ -18,13 +18,13 @@ import curate
 from curate import CurateSettings, ProcessingStatus, Runtime, Workflow, scheduling
 from curate.demo import schema
 from curate.demo.context import DemoContext, set_context
-from curate.demo.curation import select_and_queue
-from curate.demo.models import Domain
+from curate.demo.models import CurationStatus, Domain
 from curate.demo.services.page_curation_scheduler import (
     page_curation,
     setup_page_curation_scheduler,
 )
 from curate.demo.services.sitemap_discovery_scheduler import (
+    domain_selection,
     setup_sitemap_discovery_scheduler,
     sitemap_discovery,
 )
@@ -58,7 +58,7 @@ async def prepare_database(runtime: Runtime, site: DemoSite, base_url: str) -> N
             insert(Domain).returning(Domain.id),
             [{"name": name, "url": url} for name, url in site.domain_urls(base_url).items()],
         )
-        await select_and_queue(session, sitemap_discovery, ids.all())
+        await domain_selection.set(session, ids.all(), CurationStatus.Selected)
 
 
 @asynccontextmanager

@@ -10,14 +10,18 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Table
+from sqlalchemy import Column, ColumnElement, Table
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql import visitors
 
 from curate.columns import ColumnNames
 from curate.errors import ConfigurationError
 
 OrderBy = str | InstrumentedAttribute[Any] | Column[Any] | None
+
+LockKey = str | InstrumentedAttribute[Any] | ColumnElement[Any] | None
+"""A column name, a mapped attribute, or an SQL expression over the table's columns."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,12 @@ class TableBinding:
     run_after: Column[Any] | None
     claimed_by: Column[Any] | None
     lease_until: Column[Any] | None
+    priority: Column[Any] | None
     updated_at: Column[Any] | None
     order_by: Column[Any]
     statuses: Statuses
+    lock_key: ColumnElement[Any] | None = None
+    """Rows with equal keys run one at a time, in queue order (see `Workflow`)."""
 
     @property
     def can_retry(self) -> bool:
@@ -83,6 +90,7 @@ class TableBinding:
         names: ColumnNames,
         statuses: Statuses,
         order_by: OrderBy = None,
+        lock_key: LockKey = None,
     ) -> TableBinding:
         table = _table_of(model)
         primary_key = list(table.primary_key.columns)
@@ -113,9 +121,11 @@ class TableBinding:
             run_after=optional(names.run_after),
             claimed_by=optional(names.claimed_by),
             lease_until=optional(names.lease_until),
+            priority=optional(names.priority),
             updated_at=optional("updated_at"),
             order_by=_order_column(table, order_by) if order_by is not None else primary_key[0],
             statuses=statuses,
+            lock_key=_lock_expression(table, lock_key) if lock_key is not None else None,
         )
 
 
@@ -134,3 +144,27 @@ def _order_column(table: Table, order_by: OrderBy) -> Column[Any]:
         raise ConfigurationError(f"order_by={order_by!r} is not a column of table {table.name!r}")
     column: Column[Any] = table.c[name]
     return column
+
+
+def _lock_expression(table: Table, lock_key: LockKey) -> ColumnElement[Any]:
+    """The lock key as an expression over ``table``; a name must be one of its columns."""
+    if isinstance(lock_key, str):
+        if lock_key not in table.c:
+            raise ConfigurationError(
+                f"lock_key={lock_key!r} is not a column of table {table.name!r}"
+            )
+        column: Column[Any] = table.c[lock_key]
+        return column
+    expression = getattr(lock_key, "__clause_element__", lambda: lock_key)()
+    if not isinstance(expression, ColumnElement):
+        raise ConfigurationError(
+            f"lock_key={lock_key!r} is neither a column name nor an SQL expression"
+        )
+    used = [e for e in visitors.iterate(expression) if isinstance(e, Column)]
+    foreign = {c.table.name for c in used if c.table is not table}
+    if foreign:
+        raise ConfigurationError(
+            f"lock_key={lock_key!r} uses columns of {sorted(foreign)};"
+            f" it may only use columns of {table.name!r}"
+        )
+    return expression

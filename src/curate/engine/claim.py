@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from curate.clock import clock
 from curate.engine.context import ClaimedItem, RunContext
 
 
@@ -13,7 +14,10 @@ async def claim_batch(ctx: RunContext, limit: int) -> list[ClaimedItem]:
         result = await session.execute(
             ctx.statements.claim,
             ctx.statements.claim_params(
-                limit, ctx.worker_id, timedelta(seconds=ctx.config.lease_seconds)
+                limit,
+                ctx.worker_id,
+                timedelta(seconds=ctx.config.lease_seconds),
+                clock.now_override(),
             ),
         )
         return [ClaimedItem(id=row.id, attempt=row.attempt) for row in result]

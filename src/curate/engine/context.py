@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from curate.engine.binding import TableBinding
 from curate.engine.config import RunConfig
-from curate.engine.hooks import ItemHook, Observer
+from curate.engine.hooks import ErrorHook, ItemHook, Observer
 from curate.sql import WorkflowStatements
 
 ServiceFunction = Callable[[Any, AsyncSession], Awaitable[Any]]
@@ -28,7 +28,9 @@ class RunContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     worker_id: str
     item_hooks: tuple[ItemHook, ...] = ()
-    """Wrap each item: see `curate.engine.hooks`."""
+    """Wrap each item, outermost first: see `curate.engine.hooks`."""
+    error_hooks: tuple[ErrorHook, ...] = ()
+    """Hear of each failed item, in order: see `curate.engine.hooks`."""
     observers: tuple[Observer, ...] = ()
     """Hear of claims and rescues: see `curate.engine.hooks`."""
 

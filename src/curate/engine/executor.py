@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
-from curate.engine.hooks import ItemEvent, around_item
+from curate.engine.hooks import ItemEvent, around_item, report_error
 from curate.engine.outcome import (
     Outcome,
     record_failure,
@@ -30,33 +30,40 @@ from curate.errors import ItemTimeoutError
 async def execute_item(ctx: RunContext, item: ClaimedItem) -> Outcome:
     """Run the service for one item and record the outcome; never raises but cancellation.
 
-    The item hooks (`curate.engine.hooks`) wrap both, and see the outcome.
+    The item hooks (`curate.engine.hooks`) wrap both, and see the outcome; the error hooks
+    hear of a failure once it is recorded.
     """
     with logger.contextualize(
         workflow=ctx.name, item_id=str(item.id), attempt=item.attempt, worker=ctx.worker_id
     ):
-        if not ctx.item_hooks:  # the common case: no context manager per item
-            return await _execute(ctx, item)
+        if not ctx.item_hooks and not ctx.error_hooks:  # the common case: no event per item
+            return await _execute(ctx, item, None)
         event = ItemEvent(ctx.name, item.id, item.attempt, ctx.worker_id)
         async with around_item(ctx.item_hooks, event):
-            outcome = event.outcome = await _execute(ctx, item)
-        return outcome
+            return await _execute(ctx, item, event)
 
 
-async def _execute(ctx: RunContext, item: ClaimedItem) -> Outcome:
+async def _execute(ctx: RunContext, item: ClaimedItem, event: ItemEvent | None) -> Outcome:
     session = ctx.sessionmaker()
+    failure: BaseException | None = None
     try:
         try:
             await _call_service(ctx, item, session)
-            return await record_success(ctx, session, item)
+            outcome = await record_success(ctx, session, item)
         except BaseException as error:
             await _discard(session)
             if _run_is_cancelled(error):
                 await record_interrupted(ctx, item)
                 raise
-            return await record_failure(ctx, item, error)
+            outcome = await record_failure(ctx, item, error)
+            failure = error
     finally:
         await _close(session)
+    if event is not None:
+        event.outcome = outcome
+        if failure is not None:
+            await report_error(ctx.error_hooks, event, failure)
+    return outcome
 
 
 async def _call_service(ctx: RunContext, item: ClaimedItem, session: AsyncSession) -> None:

@@ -13,13 +13,26 @@ if the run was cancelled mid-item, in which case the exit sees the `CancelledErr
 
     runtime.add_item_hook(trace)
 
+Hooks nest in a defined order: the runtime's, in the order they were added (the first is
+the outermost), then the workflow's own (`Workflow(item_hooks=...)`). A hook runs in the
+item's task, so a context variable it sets is visible to the service.
+
+An **error hook** is called after a service's failure is recorded (``event.outcome`` says
+whether it will be retried), with the exception, in the order the hooks were added: the
+place for error reporting (Sentry and the like)::
+
+    async def report(event: ItemEvent, error: BaseException) -> None:
+        sentry_sdk.capture_exception(error)
+
+    runtime.add_error_hook(report)
+
 An **observer** hears of claims (how many rows, how long the statement took) and rescues.
 Neither may break a run: an error raised by a hook or an observer is logged and ignored.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +58,9 @@ class ItemEvent:
 
 ItemHook = Callable[[ItemEvent], AbstractAsyncContextManager[Any]]
 """Called once per item; the context it returns wraps the service call and the outcome."""
+
+ErrorHook = Callable[[ItemEvent, BaseException], Awaitable[None]]
+"""Called once per failed item, after the failure is recorded, with what the service raised."""
 
 
 class Observer(Protocol):
@@ -89,6 +105,15 @@ async def _leave(
             )
         except Exception as exc:
             logger.error("item hook {!r} failed on exit: {}", context, format_error(exc))
+
+
+async def report_error(hooks: Sequence[ErrorHook], event: ItemEvent, error: BaseException) -> None:
+    """Call every error hook in order; a hook's own error is logged and the rest still run."""
+    for hook in hooks:
+        try:
+            await hook(event, error)
+        except Exception as exc:
+            logger.error("error hook {!r} failed: {}", hook, format_error(exc))
 
 
 def notify_observers(observers: Sequence[Observer], call: Callable[[Observer], None]) -> None:

@@ -19,6 +19,7 @@ from loguru import logger
 from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.claim import claim_batch
 from curate.engine.context import ClaimedItem, RunContext, RunResult
+from curate.engine.controls import admit, give_back
 from curate.engine.error_text import format_error
 from curate.engine.executor import execute_item
 from curate.engine.heartbeat import Heartbeat
@@ -45,6 +46,7 @@ async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> Ru
     started = time.monotonic()
     deadline = started + ctx.config.run_max_seconds
     slots = asyncio.Semaphore(ctx.config.concurrency)
+    finished = asyncio.Event()
     heartbeat = Heartbeat(ctx)
     with logger.contextualize(workflow=ctx.name, worker=ctx.worker_id):
         async with heartbeat.beating(), asyncio.TaskGroup() as tasks:
@@ -52,7 +54,11 @@ async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> Ru
                 limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
                 if limit <= 0:
                     break
+                limit = await admit(ctx, limit, stop, deadline)  # pause, rate limit
+                if limit == 0:
+                    break
                 batch = await _claim(ctx, limit, result)
+                await give_back(ctx, limit - len(batch))
                 result.claimed += len(batch)
                 heartbeat.held.update({item.id: item.attempt for item in batch})
                 for index, item in enumerate(batch):
@@ -65,8 +71,8 @@ async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> Ru
                         await _release(ctx, batch[index:], heartbeat)
                         result.claimed -= len(batch) - index
                         break
-                    tasks.create_task(_execute(ctx, item, slots, result, heartbeat))
-                if len(batch) < limit:
+                    tasks.create_task(_execute(ctx, item, slots, result, heartbeat, finished))
+                if len(batch) < limit and not await _unlocked_more(ctx, batch, heartbeat, finished):
                     break
     result.elapsed_seconds = time.monotonic() - started
     if result.claimed:
@@ -80,6 +86,24 @@ async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> Ru
             result.elapsed_seconds,
         )
     return result
+
+
+async def _unlocked_more(
+    ctx: RunContext, batch: list[ClaimedItem], heartbeat: Heartbeat, finished: asyncio.Event
+) -> bool:
+    """After a short batch: is it worth claiming again at once?
+
+    Without a lock key, no: the queue is drained. With one, rows may be waiting only for
+    their key's running row, so wait until an item finishes (its key is then free) and
+    claim again; stop once a claim finds nothing and nothing is running.
+    """
+    if ctx.binding.lock_key is None:
+        return False
+    finished.clear()
+    if heartbeat.held:
+        await finished.wait()
+        return True
+    return bool(batch)
 
 
 async def _slot_or_stop(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:
@@ -129,6 +153,7 @@ async def _execute(
     slots: asyncio.Semaphore,
     result: RunResult,
     heartbeat: Heartbeat,
+    finished: asyncio.Event,
 ) -> None:
     try:
         outcome = await execute_item(ctx, item)
@@ -140,5 +165,6 @@ async def _execute(
     finally:
         slots.release()
         heartbeat.held.pop(item.id, None)
+        finished.set()
     counter = _COUNTERS[outcome]
     setattr(result, counter, getattr(result, counter) + 1)

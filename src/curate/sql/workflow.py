@@ -9,15 +9,18 @@ written into SQL. Parameters are bound by name; each statement's docstring lists
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
+    DateTime,
     Float,
+    Integer,
     Interval,
     Select,
     Table,
@@ -35,6 +38,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.sql.dml import ReturningUpdate, Update
+from sqlalchemy.sql.util import ClauseAdapter
 
 from curate.engine.binding import TableBinding
 
@@ -44,14 +48,16 @@ class WorkflowStatements:
     """The named statements of one workflow.
 
     - ``claim``: marks up to ``limit`` due queued rows Processing, counts the attempt,
-      stamps worker and lease, clears the error. Returns ``id``, ``attempt`` in the
+      stamps worker and lease, clears the error; with a lock key, skips rows whose key is
+      held (see `_lock_free`). Returns ``id``, ``attempt`` by priority, then the
       workflow's order.
     - ``complete``: fenced on the claim; sets the complete status unless the service
       already moved the row out of Processing. Returns the row's final ``status``; no row
       means the claim was lost.
     - ``fail``: fenced on the claim and on Processing; re-queues after a delay or sets
       the failed status for good (``delay_seconds`` None).
-    - ``queue``: queues rows afresh (attempts 0 unless the row is running, due now).
+    - ``queue``: queues rows afresh (attempts 0 unless the row is running), due now, at
+      ``curate_run_at`` or after ``curate_run_in``, with ``curate_priority`` if given.
     - ``release``: fenced on the claim and on Processing; hands a claimed item that never
       started back to Queued, uncounting its attempt.
     - ``heartbeat``: extends the leases of this worker's claims (id and attempt), all in
@@ -106,8 +112,12 @@ class WorkflowStatements:
             binding=binding,
         )
 
-    def claim_params(self, limit: int, worker: str, lease: timedelta) -> dict[str, Any]:
+    def claim_params(
+        self, limit: int, worker: str, lease: timedelta, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """``now``: a frozen clock's time (tests), or None for the database's now()."""
         return {
+            "curate_now": now,
             "curate_limit": limit,
             "curate_worker": worker,
             "curate_lease": lease,
@@ -172,8 +182,23 @@ class WorkflowStatements:
         return params
 
     @staticmethod
-    def queue_params(ids: Sequence[Any]) -> dict[str, Any]:
-        return {"curate_ids": list(ids)}
+    def queue_params(
+        ids: Sequence[Any],
+        *,
+        run_at: datetime | None = None,
+        run_in: timedelta | None = None,
+        priority: int | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Due at ``run_at``, or ``run_in`` after now (``now``: a frozen clock's time), or
+        at once; ``priority`` None keeps the row's priority."""
+        return {
+            "curate_ids": list(ids),
+            "curate_run_at": run_at,
+            "curate_run_in": run_in,
+            "curate_priority": priority,
+            "curate_now": now,
+        }
 
     def status_params(self, window: timedelta) -> dict[str, Any]:
         statuses = self.binding.statuses
@@ -259,9 +284,13 @@ class WorkflowStatements:
         b = self.binding
         if b.run_after is None:
             return None
-        return select(func.min(b.run_after) - func.now()).where(
-            _status_inline(b, b.statuses.queued, "curate_queued"), b.run_after > func.now()
+        return select(func.min(b.run_after) - _now()).where(
+            _status_inline(b, b.statuses.queued, "curate_queued"), b.run_after > _now()
         )
+
+    @staticmethod
+    def earliest_due_params(now: datetime | None = None) -> dict[str, Any]:
+        return {"curate_now": now}
 
     def _status(self, status: enum.Enum) -> Any:
         return self.binding.status_value(status)
@@ -296,16 +325,21 @@ def _touch(binding: TableBinding) -> dict[Any, Any]:
     return {binding.updated_at: func.now()} if binding.updated_at is not None else {}
 
 
+def _now() -> ColumnElement[Any]:
+    """The time due rows are compared with: ``curate_now`` (a test's frozen clock) or now()."""
+    return func.coalesce(bindparam("curate_now", type_=DateTime(timezone=True)), func.now())
+
+
 def _claim(binding: TableBinding) -> Select[Any]:
     b = binding
     queued = _status_inline(b, b.statuses.queued, "curate_queued")
     due: ColumnElement[bool] = true()
     if b.run_after is not None:
-        due = or_(b.run_after.is_(None), b.run_after <= func.now())
+        due = or_(b.run_after.is_(None), b.run_after <= _now())
     candidates = (
         select(b.pk)
-        .where(queued, due)
-        .order_by(b.order_by)
+        .where(queued, due, _lock_free(b))
+        .order_by(*_claim_order(b))
         .limit(bindparam("curate_limit"))
         .with_for_update(skip_locked=True)
     )
@@ -321,14 +355,64 @@ def _claim(binding: TableBinding) -> Select[Any]:
     if b.lease_until is not None:
         values[b.lease_until] = func.now() + bindparam("curate_lease", type_=Interval())
     attempt = b.attempts if b.attempts is not None else literal_column("1")
+    sort_keys = [key.label(f"sort_key_{n}") for n, key in enumerate(_claim_sort_keys(b))]
     claimed = (
         update(b.table)
         .where(b.pk.in_(candidates.scalar_subquery()))
         .values(values)
-        .returning(b.pk.label("id"), attempt.label("attempt"), b.order_by.label("sort_key"))
+        .returning(b.pk.label("id"), attempt.label("attempt"), *sort_keys)
         .cte("claimed")
     )
-    return select(claimed.c.id, claimed.c.attempt).order_by(claimed.c.sort_key)
+    return select(claimed.c.id, claimed.c.attempt).order_by(
+        *_claim_order_of(claimed.c[key.name] for key in sort_keys)
+    )
+
+
+def _claim_sort_keys(binding: TableBinding) -> list[Column[Any]]:
+    """Higher priority first (where the table has the column), then the workflow's order."""
+    if binding.priority is None:
+        return [binding.order_by]
+    return [binding.priority, binding.order_by]
+
+
+def _claim_order(binding: TableBinding) -> list[ColumnElement[Any]]:
+    return _claim_order_of(_claim_sort_keys(binding))
+
+
+def _claim_order_of(keys: Iterable[ColumnElement[Any]]) -> list[ColumnElement[Any]]:
+    """``keys`` as an ORDER BY: the first descending when there are two (the priority)."""
+    keys = list(keys)
+    return [keys[0].desc(), keys[1]] if len(keys) == 2 else keys
+
+
+def _lock_free(binding: TableBinding) -> ColumnElement[bool]:
+    """With a lock key: the row runs only when no row with its key is Processing and none
+    queued ahead of it (in the workflow's order, then by id) is still waiting.
+
+    So rows sharing a key run one at a time and in queue order, on every worker: a claim
+    sees either the earlier row still Queued or Processing (and skips this one) or the
+    earlier row finished. Rows whose key is NULL are not locked.
+    """
+    b = binding
+    if b.lock_key is None:
+        return true()
+    other = b.table.alias("curate_lock_holder")
+    adapt = ClauseAdapter(other).traverse
+    other_status = other.c[b.status.name]
+    ahead = tuple_(other.c[b.order_by.name], other.c[b.pk.name]) < tuple_(b.order_by, b.pk)
+    holder: Select[Any] = (
+        select(literal_column("1"))
+        .select_from(other)
+        .where(
+            adapt(b.lock_key) == b.lock_key,
+            other.c[b.pk.name] != b.pk,
+            or_(
+                other_status == b.status_value(b.statuses.processing),
+                and_(other_status == b.status_value(b.statuses.queued), ahead),
+            ),
+        )
+    )
+    return or_(b.lock_key.is_(None), ~holder.exists())
 
 
 def _claim_fence(binding: TableBinding) -> ColumnElement[bool]:
@@ -401,7 +485,13 @@ def _queue(binding: TableBinding) -> Update:
     if b.claimed_by is not None:
         values[b.claimed_by] = case((processing, null()), else_=b.claimed_by)
     if b.run_after is not None:
-        values[b.run_after] = null()
+        run_at = bindparam("curate_run_at", type_=DateTime(timezone=True))
+        run_in = bindparam("curate_run_in", type_=Interval())
+        values[b.run_after] = func.coalesce(run_at, _now() + run_in)
+    if b.priority is not None:
+        values[b.priority] = func.coalesce(
+            bindparam("curate_priority", type_=Integer()), b.priority
+        )
     return update(b.table).where(b.pk.in_(bindparam("curate_ids", expanding=True))).values(values)
 
 

@@ -1,7 +1,7 @@
 """Page curation: record the title and length of each selected page."""
 
-from curate import Workflow, scheduling
-from curate.demo.models import Page
+from curate import DualStatus, Workflow, scheduling
+from curate.demo.models import CurationStatus, Page
 from curate.demo.services import INTERVAL_SECONDS, RETRY, TIMEOUT_SECONDS
 from curate.demo.services.page_curation_service import process_single_page_curation
 
@@ -14,7 +14,11 @@ page_curation = Workflow(
     concurrency=10,
     timeout_seconds=TIMEOUT_SECONDS,
     retry=RETRY,
+    lock_key="domain_id",  # polite crawling: one request at a time per site, in order
 )
+
+page_selection = DualStatus(Page.curation_status, {CurationStatus.Selected: page_curation})
+"""Selecting pages queues them for page curation, in the same transaction."""
 
 
 async def process_pending_page_curations() -> None:

@@ -1,7 +1,7 @@
 """Sitemap discovery: find the sitemaps of each selected domain."""
 
-from curate import Workflow, scheduling
-from curate.demo.models import Domain
+from curate import DualStatus, Workflow, scheduling
+from curate.demo.models import CurationStatus, Domain
 from curate.demo.services import INTERVAL_SECONDS, RETRY, TIMEOUT_SECONDS
 from curate.demo.services.sitemap_discovery_service import process_single_sitemap_discovery
 
@@ -15,6 +15,9 @@ sitemap_discovery = Workflow(
     timeout_seconds=TIMEOUT_SECONDS,
     retry=RETRY,
 )
+
+domain_selection = DualStatus(Domain.curation_status, {CurationStatus.Selected: sitemap_discovery})
+"""Selecting domains queues them for sitemap discovery, in the same transaction."""
 
 
 async def process_pending_sitemap_discoverys() -> None:

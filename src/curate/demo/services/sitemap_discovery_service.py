@@ -9,9 +9,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.demo.context import get_context
-from curate.demo.curation import select_and_queue
-from curate.demo.models import Domain, SitemapFile
-from curate.demo.services.sitemap_import_scheduler import sitemap_import
+from curate.demo.models import CurationStatus, Domain, SitemapFile
+from curate.demo.services.sitemap_import_scheduler import sitemap_file_selection
 
 
 async def process_single_sitemap_discovery(item_id: uuid.UUID, session: AsyncSession) -> None:
@@ -32,7 +31,7 @@ async def process_single_sitemap_discovery(item_id: uuid.UUID, session: AsyncSes
         .returning(SitemapFile.id),
         rows,
     )
-    await select_and_queue(session, sitemap_import, created.all())
+    await sitemap_file_selection.set(session, created.all(), CurationStatus.Selected)
 
 
 def sitemap_urls(robots_txt: str) -> list[str]:

@@ -1,7 +1,7 @@
 """Sitemap import: read the page URLs of each selected sitemap file."""
 
-from curate import Workflow, scheduling
-from curate.demo.models import SitemapFile
+from curate import DualStatus, Workflow, scheduling
+from curate.demo.models import CurationStatus, SitemapFile
 from curate.demo.services import INTERVAL_SECONDS, RETRY, TIMEOUT_SECONDS
 from curate.demo.services.sitemap_import_service import process_single_sitemap_import
 
@@ -15,6 +15,11 @@ sitemap_import = Workflow(
     timeout_seconds=TIMEOUT_SECONDS,
     retry=RETRY,
 )
+
+sitemap_file_selection = DualStatus(
+    SitemapFile.curation_status, {CurationStatus.Selected: sitemap_import}
+)
+"""Selecting sitemap files queues them for sitemap import, in the same transaction."""
 
 
 async def process_pending_sitemap_imports() -> None:

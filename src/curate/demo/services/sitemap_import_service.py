@@ -9,9 +9,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.demo.context import get_context
-from curate.demo.curation import select_and_queue
-from curate.demo.models import Page, SitemapFile
-from curate.demo.services.page_curation_scheduler import page_curation
+from curate.demo.models import CurationStatus, Page, SitemapFile
+from curate.demo.services.page_curation_scheduler import page_selection
 from curate.demo.site import SITEMAP_NAMESPACE, TAG_SEGMENT
 from curate.errors import NonRetryableError
 
@@ -35,7 +34,7 @@ async def process_single_sitemap_import(item_id: uuid.UUID, session: AsyncSessio
         rows,
     )
     articles = [page_id for page_id, url in created if TAG_SEGMENT not in url]
-    await select_and_queue(session, page_curation, articles)
+    await page_selection.set(session, articles, CurationStatus.Selected)
 
 
 def page_urls(xml: str, source_url: str) -> list[str]:
