@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,10 +11,10 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
-from curate import RetryPolicy, Workflow
+from curate import ProcessingStatus, RetryPolicy, Workflow
 from curate.engine.hooks import ItemEvent
 from curate.engine.outcome import Outcome
-from tests.helpers import insert_items, noop, status_counts
+from tests.helpers import insert_items, item_row, noop, status_counts
 from tests.models import Item
 
 
@@ -119,3 +120,81 @@ async def test_item_logs_carry_the_worker_id(runtime: curate.Runtime, engine: As
     assert failed
     assert failed[0]["worker"] == "test-worker"
     assert (failed[0]["workflow"], failed[0]["attempt"]) == ("work", 1)
+
+
+current_item: contextvars.ContextVar[Any] = contextvars.ContextVar("current_item", default=None)
+
+
+async def test_hooks_nest_in_a_defined_order_and_share_context_with_the_service(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    trail: list[str] = []
+
+    def named(name: str) -> Any:
+        @asynccontextmanager
+        async def hook(event: ItemEvent) -> AsyncIterator[None]:
+            trail.append(f"{name} enter")
+            token = current_item.set(f"{name}:{event.item_id}") if name == "outer" else None
+            yield
+            if token is not None:
+                current_item.reset(token)
+            trail.append(f"{name} exit")
+
+        return hook
+
+    async def service(item_id: int, session: AsyncSession) -> None:
+        trail.append(f"service sees {current_item.get()}")
+
+    runtime.add_item_hook(named("outer"))
+    runtime.add_item_hook(named("inner"))
+    workflow = Workflow("work", model=Item, service=service, item_hooks=[named("own")])
+    await insert_items(engine, 1)
+    await workflow.run()
+
+    assert trail == [
+        "outer enter",
+        "inner enter",
+        "own enter",
+        "service sees outer:1",
+        "own exit",
+        "inner exit",
+        "outer exit",
+    ]
+
+
+async def test_error_hooks_hear_each_failure_after_it_is_recorded_in_order(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    heard: list[tuple[str, Any, int, Outcome | None, str, str]] = []
+
+    def reporter(name: str) -> Any:
+        async def report(event: ItemEvent, error: BaseException) -> None:
+            status = (await item_row(engine, event.item_id)).work_status
+            heard.append((name, event.item_id, event.attempt, event.outcome, str(error), status))
+
+        return report
+
+    async def broken(event: ItemEvent, error: BaseException) -> None:
+        raise RuntimeError("the error reporter itself is down")
+
+    runtime.add_error_hook(reporter("first"))
+    runtime.add_error_hook(broken)
+    runtime.add_error_hook(reporter("second"))
+    workflow = Workflow(
+        "work",
+        model=Item,
+        service=fails_on_odd,
+        retry=RetryPolicy(max_attempts=2, base_seconds=0, jitter=False),
+    )
+    await insert_items(engine, 2)
+    await workflow.run()  # attempt 1 of item 1 fails and is queued again, due at once
+    await workflow.run()  # attempt 2 fails for good
+
+    queued, error = ProcessingStatus.Queued, ProcessingStatus.Error
+    assert heard == [
+        ("first", 1, 1, Outcome.RETRIED, "odd 1", queued),
+        ("second", 1, 1, Outcome.RETRIED, "odd 1", queued),
+        ("first", 1, 2, Outcome.FAILED, "odd 1", error),
+        ("second", 1, 2, Outcome.FAILED, "odd 1", error),
+    ]
+    assert await status_counts(engine) == {"Complete": 1, "Error": 1}
