@@ -112,11 +112,13 @@ def create_queued_index(
     queued: str = "Queued",
     order_by: str = "id",
     schema: str | None = None,
+    priority: bool = True,
 ) -> None:
     """A partial index over the queued rows only, in claim order (priority, then order).
 
     The claim reads this index, so its cost follows the number of queued rows, not the
-    size of the table. ``queued`` is the name of the queued member of ``status_enum``.
+    size of the table. ``queued`` is the name of the queued member of ``status_enum``;
+    ``priority=False`` for a table without ``<prefix>_priority``.
     """
     names = ColumnNames.for_prefix(prefix)
     status_column = names.status
@@ -124,7 +126,7 @@ def create_queued_index(
     op.create_index(
         queued_index_name(table, prefix),
         table,
-        [sa.text(f'"{names.priority}" DESC'), order_by],
+        [sa.text(f'"{names.priority}" DESC'), order_by] if priority else [order_by],
         schema=schema,
         postgresql_where=sa.text(f"{status_column} = '{stored}'"),
     )

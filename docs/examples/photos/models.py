@@ -42,6 +42,7 @@ class Photo(workflow_mixin("thumbnail"), Base):
         # The partial index the claim reads; add_workflow_columns creates the same one.
         Index(
             "ix_photos_thumbnail_queued",
+            text("thumbnail_priority DESC"),
             "id",
             postgresql_where=text("thumbnail_status = 'Queued'"),
         ),
