@@ -188,13 +188,15 @@ class Workflow:
         if (run_at is not None or run_in is not None) and binding.run_after is None:
             raise ConfigurationError(
                 f"workflow {self.name}: table {binding.table.name!r} has no column"
-                f" {self.columns.run_after!r}, so items cannot be scheduled for later; add it"
+                f" {self.columns.run_after or self.name + '_run_after'!r}, so items cannot be"
+                " scheduled for later; add it"
                 " with curate.migrations.add_missing_workflow_columns"
             )
         if priority is not None and binding.priority is None:
             raise ConfigurationError(
                 f"workflow {self.name}: table {binding.table.name!r} has no column"
-                f" {self.columns.priority!r}, so items cannot have a priority; add it"
+                f" {self.columns.priority or self.name + '_priority'!r}, so items cannot have a"
+                " priority; add it"
                 " with curate.migrations.add_missing_workflow_columns"
             )
         if isinstance(run_in, int | float):
