@@ -181,3 +181,24 @@ def test_dual_status_refuses_a_workflow_of_another_table(curated: Any) -> None:
         DualStatus(curated.c.curation_status, {Curation.Selected: other})
     with pytest.raises(curate.ConfigurationError, match="needs a table column"):
         DualStatus("curation_status", {Curation.Selected: other})
+
+
+async def test_a_retrys_backoff_counts_from_the_frozen_clock(
+    runtime: curate.Runtime, engine: AsyncEngine, frozen: datetime
+) -> None:
+    attempts: list[int] = []
+
+    async def fails_once(item_id: int, session: AsyncSession) -> None:
+        attempts.append(item_id)
+        if len(attempts) == 1:
+            raise RuntimeError("once")
+
+    await insert_items(engine, 1)
+    retry = curate.RetryPolicy(max_attempts=2, base_seconds=60, jitter=False)
+    work = Workflow("work", model=Item, service=fails_once, retry=retry)
+    assert (await work.run()).retried == 1
+    assert (await item_row(engine, 1)).work_run_after == frozen + timedelta(seconds=60)
+    clock.advance(59)
+    assert (await work.run()).claimed == 0
+    clock.advance(2)
+    assert (await work.run()).completed == 1

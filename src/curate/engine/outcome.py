@@ -12,6 +12,7 @@ from typing import Any
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from curate.clock import clock
 from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
@@ -82,6 +83,7 @@ async def _write_failure(
         to_status=statuses.queued if retry else statuses.failed,
         error=message,
         delay_seconds=delay_seconds,
+        now=clock.now_override(),
     )
 
     async def write() -> Any:

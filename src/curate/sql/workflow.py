@@ -141,13 +141,16 @@ class WorkflowStatements:
         to_status: enum.Enum,
         error: str,
         delay_seconds: float | None,
+        now: datetime | None = None,
     ) -> dict[str, Any]:
+        """``now``: a frozen clock's time (tests) the retry's delay counts from."""
         return {
             **_fence_params(item_id, worker, attempt),
             "curate_processing": self._status(self.binding.statuses.processing),
             "curate_to_status": self._status(to_status),
             "curate_error": error,
             "curate_delay_seconds": delay_seconds,
+            "curate_now": now,
         }
 
     def release_params(self, item_id: Any, worker: str, attempt: int) -> dict[str, Any]:
@@ -458,7 +461,7 @@ def _fail(binding: TableBinding) -> ReturningUpdate[Any]:
         **_touch(b),
     }
     if b.run_after is not None:
-        values[b.run_after] = func.now() + func.make_interval(
+        values[b.run_after] = _now() + func.make_interval(
             0, 0, 0, 0, 0, 0, bindparam("curate_delay_seconds", type_=Float())
         )
     return (
