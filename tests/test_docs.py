@@ -72,8 +72,14 @@ EXECUTED_BY = {
     "seed_port/sitemap_import_service.py": "test_seed_port_session_styles",
     "seed_port/sitemap_import_scheduler.py": "test_seed_port_scheduler",
     "seed_port/sitemap_import_workflow.py": "test_seed_port_as_a_workflow",
+    "articles/models.py": "test_docs_articles.test_articles_examples",
+    "articles/workflows.py": "test_docs_articles.test_articles_examples",
+    "articles/queueing.py": "test_docs_articles.test_articles_examples",
+    "articles/middleware.py": "test_docs_articles.test_articles_examples",
     "migrations/0001_create_photos.py": "test_migrations_up_down_up",
     "migrations/0002_add_thumbnail_workflow.py": "test_migrations_up_down_up",
+    "testing/conftest.py": "test_testing_how_to",
+    "testing/test_thumbnails.py": "test_testing_how_to",
 }
 
 # Each `<!-- output: key -->` block and the test that compares it with real output.
@@ -692,6 +698,23 @@ async def test_photos_worker_process(
     assert "stopping: no new claims" in logs
 
 
+async def test_testing_how_to(database_url: str) -> None:
+    """test-your-workflows.md: the example conftest and tests pass in a pytest run of their
+    own, as in an app (the plugin through its entry point, a database copy per test)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CURATE_")}
+    env.update(CURATE_TEST_DATABASE_URL=database_url, PYTHONPATH=str(EXAMPLES))
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "testing"),
+        cwd=EXAMPLES,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output = (await asyncio.wait_for(process.communicate(), 120))[0].decode()
+    assert process.returncode == 0, output
+    assert "3 passed" in output, output
+
+
 SITEMAP = (
     '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
     "<url><loc>https://example.org/a</loc></url>"
@@ -862,7 +885,8 @@ async def test_migrations_up_down_up(runtime: curate.Runtime, engine: AsyncEngin
     workflow_columns = {c.name for c in curate.workflow_columns("thumbnail")}
     assert await photos_columns() == base_columns | workflow_columns
     index = (await photos_indexes())["ix_photos_thumbnail_queued"]
-    assert index["column_names"] == ["id"]
+    assert index["column_names"] == ["thumbnail_priority", "id"]
+    assert index["column_sorting"] == {"thumbnail_priority": ("desc",)}
     assert "Queued" in index["dialect_options"]["postgresql_where"]
 
     def differences(sync_connection: Any) -> list[Any]:

@@ -2,6 +2,11 @@
 
 - `curate.sql.workflow`: the statements of one workflow over its table (claim, outcomes,
   rescue, status, requeue).
+- `curate.sql.periodic`: the table of periodic jobs' runs (create, claim a time, finish).
+- `curate.sql.controls`: curate's table of per-workflow controls (pause, rate-limit
+  buckets).
+- `curate.sql.inspect`: read-only look-ups for tests (the rows of a workflow in a status).
+- `curate.sql.curation`: the dual-status helper's write (a curation value on chosen rows).
 
 The names most callers need are re-exported here.
 """
