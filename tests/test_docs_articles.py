@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
 from curate.clock import clock
+from curate.testing import WorkflowHarness
 from tests.test_docs import EXAMPLES
 
 if str(EXAMPLES) not in sys.path:
@@ -20,12 +20,6 @@ if str(EXAMPLES) not in sys.path:
 
 def example(name: str) -> Any:
     return importlib.import_module(f"articles.{name}")
-
-
-async def drain(runtime: curate.Runtime, *workflows: curate.Workflow) -> None:
-    """Run the workflows until a pass over all of them claims nothing."""
-    while sum([(await runtime.run(w)).claimed for w in workflows]):
-        pass
 
 
 async def test_articles_examples(runtime: curate.Runtime, engine: AsyncEngine) -> None:
@@ -46,7 +40,9 @@ async def test_articles_examples(runtime: curate.Runtime, engine: AsyncEngine) -
     async with sessionmaker() as session, session.begin():
         await queueing.select_articles(session, [1, 2])
         await queueing.fetch_first(session, 3)
-    await drain(runtime, *everything)
+    harness = WorkflowHarness(runtime)
+    await harness.run_pending(*everything)
+    assert await harness.complete(workflows.summarise) == [1, 2, 3]
 
     async with engine.connect() as conn:
         articles = {
@@ -68,13 +64,14 @@ async def test_articles_examples(runtime: curate.Runtime, engine: AsyncEngine) -
     assert links == {"Complete": 2, "Error": 1}  # one link per article; broken.example fails
     assert any("check_link:" in line and "does not answer" in line for line in middleware.reported)
 
-    clock.freeze()
+    harness.freeze_time()
     try:
         async with sessionmaker() as session, session.begin():
             await queueing.fetch_again_tomorrow(session, 1)
             await queueing.fetch_at_midnight(session, 2)
-        assert (await runtime.run(workflows.fetch)).claimed == 0
-        clock.advance(timedelta(days=1, seconds=1))
-        assert (await runtime.run(workflows.fetch)).completed == 2
+        assert (await harness.drain(workflows.fetch)).claimed == 0
+        assert await harness.queued(workflows.fetch) == [1, 2]
+        harness.advance_time(days=1, seconds=1)
+        assert (await harness.drain(workflows.fetch)).completed == 2
     finally:
         clock.unfreeze()
