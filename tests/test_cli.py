@@ -27,6 +27,7 @@ from tests.models import Item, SeedItem, SeedStatus
 ROOT = Path(__file__).resolve().parent.parent
 CURATE = Path(sys.executable).with_name("curate")
 UNREACHABLE = "postgresql://postgres:secret@127.0.0.1:9/x"
+NOT_PAUSED = {"paused": False, "paused_at": None, "paused_reason": None, "rate_limit": None}
 
 Queued, Processing, Complete, Error = (
     ProcessingStatus.Queued,
@@ -179,6 +180,7 @@ async def test_status_table_and_json(
             {"message": "KeyError: 'title'", "rows": 1, "example": "KeyError: 'title'"},
         ],
         "failures_found": True,
+        **NOT_PAUSED,
     }
     assert seed == {
         "name": "seed",
@@ -189,6 +191,7 @@ async def test_status_table_and_json(
         "throughput_per_minute": None,
         "errors": [],
         "failures_found": False,
+        **NOT_PAUSED,
     }
 
     assert table.code == 1, table
@@ -382,8 +385,9 @@ async def test_db_upgrade_current_downgrade(schema: str, cli: Curate) -> None:
     assert (before.code, before.out.split(where)[1]) == (0, ": base (no revision applied)\n")
 
     upgraded = await cli("db", "upgrade")
-    assert upgraded.code == 0 and upgraded.out.endswith(f"{where}: now at 0001 (head)\n"), upgraded
+    assert upgraded.code == 0 and upgraded.out.endswith(f"{where}: now at 0002 (head)\n"), upgraded
     assert "Running upgrade  -> 0001" in upgraded.err
+    assert "Running upgrade 0001 -> 0002" in upgraded.err
 
     status = await cli("status", "--json", **demo_app)
     assert status.code == 0, status
@@ -393,7 +397,7 @@ async def test_db_upgrade_current_downgrade(schema: str, cli: Curate) -> None:
         "page_curation",
     ]
 
-    downgraded = await cli("db", "downgrade", "-1")
+    downgraded = await cli("db", "downgrade", "-2")
     assert downgraded.out.endswith(f"{where}: now at base (no revision applied)\n"), downgraded
 
     missing = await cli("status", **demo_app)

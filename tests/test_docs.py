@@ -58,7 +58,7 @@ EXAMPLES = DOCS / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
-# Each example file and the test that executes it.
+# Each example file and the test that executes it (``module.test`` for another test module).
 EXECUTED_BY = {
     "photos/models.py": "test_tutorial_run_once",
     "photos/services/thumbnail_service.py": "test_tutorial_run_once",
@@ -78,6 +78,7 @@ EXECUTED_BY = {
     "articles/middleware.py": "test_docs_articles.test_articles_examples",
     "migrations/0001_create_photos.py": "test_migrations_up_down_up",
     "migrations/0002_add_thumbnail_workflow.py": "test_migrations_up_down_up",
+    "periodic/photo_maintenance.py": "test_periodic.test_the_photo_maintenance_example",
     "testing/conftest.py": "test_testing_how_to",
     "testing/test_thumbnails.py": "test_testing_how_to",
 }
@@ -418,9 +419,15 @@ def test_every_example_file_is_executed_by_a_test() -> None:
         if p.name != "__init__.py" and "__pycache__" not in p.parts
     }
     assert files == set(EXECUTED_BY)
-    module = sys.modules[__name__]
     for test_name in {*EXECUTED_BY.values(), *OUTPUT_CHECKED_BY.values()}:
-        assert callable(getattr(module, test_name, None)), test_name
+        # "test_x" is in this module; "test_module.test_x" in tests/test_module.py.
+        module_name, _, function = test_name.rpartition(".")
+        module = (
+            importlib.import_module(f"tests.{module_name}")
+            if module_name
+            else sys.modules[__name__]
+        )
+        assert callable(getattr(module, function, None)), test_name
 
 
 def test_every_output_block_is_checked() -> None:

@@ -17,6 +17,7 @@ from curate.errors import (
     NonRetryableError,
 )
 from curate.logs import configure_logging
+from curate.periodic import PeriodicJob, periodic
 from curate.runtime import Runtime, configure, get_runtime, reset_runtime
 from curate.settings import CurateSettings, WorkflowSettings
 from curate.workflow import Workflow, notify, queue
@@ -32,6 +33,7 @@ __all__ = [
     "DualStatus",
     "ItemTimeoutError",
     "NonRetryableError",
+    "PeriodicJob",
     "ProcessingStatus",
     "RetryPolicy",
     "RunResult",
@@ -44,6 +46,7 @@ __all__ = [
     "configure_logging",
     "get_runtime",
     "notify",
+    "periodic",
     "queue",
     "reset_runtime",
     "run_job_loop",

@@ -1,8 +1,9 @@
 """Operations on a workflow's rows, shared by the CLI and the FastAPI router.
 
 Reading how a workflow's queue stands, reading one item's processing state, converting
-item ids to the primary key's type, and re-queueing a selection of rows. Plain data in,
-plain dataclasses out: no printing, no HTTP, no exit codes.
+item ids to the primary key's type, re-queueing a selection of rows, and pausing and
+resuming a workflow. Plain data in, plain dataclasses out: no printing, no HTTP, no exit
+codes.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, SmallInteger, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import BigInteger, Integer, Row, SmallInteger, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from curate.engine.controls import ensure_controls_table
 from curate.sql import RequeueSelection
-from curate.workflow import Workflow
+from curate.sql import controls as controls_sql
+from curate.workflow import Workflow, notify
 
 THROUGHPUT_WINDOW = timedelta(minutes=5)
 """Completions are counted over this window for the throughput figure."""
@@ -53,6 +56,10 @@ class WorkflowStatus:
     expired_leases: int | None
     throughput_per_minute: float | None
     errors: list[ErrorGroup]
+    paused: bool  # no worker claims its rows (curate pause)
+    paused_at: datetime | None
+    paused_reason: str | None
+    rate_limit: float | None  # items a second across all workers; None: unlimited
 
     @property
     def failures_found(self) -> bool:
@@ -86,15 +93,31 @@ class ItemState:
 
 
 async def read_status(engine: AsyncEngine, workflows: Sequence[Workflow]) -> StatusReport:
-    """Read every workflow's figures in one repeatable-read snapshot."""
+    """Read every workflow's figures and controls in one repeatable-read snapshot."""
     async with engine.connect() as connection:
         connection = await connection.execution_options(isolation_level="REPEATABLE READ")
         at = (await connection.execute(select(func.now()))).scalar_one()
-        found = [await _workflow_status(connection, workflow) for workflow in workflows]
+        controls = await _controls(connection, [w.name for w in workflows])
+        found = [
+            await _workflow_status(connection, workflow, controls.get(workflow.name))
+            for workflow in workflows
+        ]
     return StatusReport(at=at, workflows=found)
 
 
-async def _workflow_status(connection: AsyncConnection, workflow: Workflow) -> WorkflowStatus:
+async def _controls(connection: AsyncConnection, names: list[str]) -> dict[str, Row[Any]]:
+    """The workflows' rows of the controls table. A read does not create the table (the
+    first claim or pause does): before that, nothing is paused."""
+    if not await connection.scalar(controls_sql.EXISTS):
+        return {}
+    found = await connection.execute(controls_sql.READ, {"curate_workflows": names})
+    return {row.workflow: row for row in found}
+
+
+async def _workflow_status(
+    connection: AsyncConnection, workflow: Workflow, control: Row[Any] | None
+) -> WorkflowStatus:
+    """``control``: the workflow's row of the controls table (None: never paused)."""
     statements = workflow.statements
     summary = (
         await connection.execute(
@@ -121,6 +144,10 @@ async def _workflow_status(connection: AsyncConnection, workflow: Workflow) -> W
             None if summary.completed_recently is None else summary.completed_recently / minutes, 2
         ),
         errors=[ErrorGroup(r.message, r.rows, r.last_seen, r.example) for r in groups],
+        paused=bool(control and control.paused),
+        paused_at=control.paused_at if control else None,
+        paused_reason=control.paused_reason if control else None,
+        rate_limit=workflow.load_settings().rate_limit,
     )
 
 
@@ -203,3 +230,28 @@ async def requeue(engine: AsyncEngine, workflow: Workflow, selection: RequeueSel
     async with engine.begin() as connection:
         result = await connection.execute(workflow.statements.requeue(selection))
         return len(result.all())
+
+
+async def pause_workflow(
+    engine: AsyncEngine, workflow: Workflow, reason: str | None = None
+) -> bool:
+    """Stop every worker from claiming ``workflow``'s rows, from its next claim on; items
+    already running finish. False if it was paused already (its reason is kept)."""
+    await ensure_controls_table(engine)
+    async with engine.begin() as connection:
+        changed = await connection.execute(
+            controls_sql.PAUSE, {"curate_workflow": workflow.name, "curate_reason": reason}
+        )
+        return changed.one_or_none() is not None
+
+
+async def resume_workflow(engine: AsyncEngine, workflow: Workflow) -> bool:
+    """Let workers claim ``workflow``'s rows again, and wake the listening ones at once.
+    False if it was not paused."""
+    await ensure_controls_table(engine)
+    async with AsyncSession(engine) as session, session.begin():
+        changed = await session.execute(controls_sql.RESUME, {"curate_workflow": workflow.name})
+        if changed.one_or_none() is None:
+            return False
+        await notify(session, workflow)
+        return True

@@ -1,8 +1,10 @@
 """The shared scheduler: the only module that imports APScheduler (3.x).
 
 One `AsyncIOScheduler` (UTC) per process, shared by every workflow, started with the app.
-Each workflow's ``setup_<name>_scheduler()`` calls `add_workflow_job`; the app calls
-`start_scheduler()` after the setups and ``await shutdown_scheduler()`` when it stops.
+Each workflow's ``setup_<name>_scheduler()`` calls `add_workflow_job`, each periodic job
+`add_periodic_job`; the app calls `start_scheduler()` after the setups and
+``await shutdown_scheduler()`` when it stops. The schedules of periodic jobs (crontab,
+epoch-aligned interval) are here too, since computing cron times needs APScheduler.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -22,10 +24,16 @@ from apscheduler.events import (
 )
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
 from curate.runtime import Runtime, get_runtime
 from curate.workflow import Workflow
+
+if TYPE_CHECKING:
+    from curate.periodic import PeriodicJob, PeriodicRunner
 
 JobFunction = Callable[[], Awaitable[Any]]
 
@@ -34,6 +42,8 @@ MISFIRE_GRACE_TIME: int | None = None
 with ``coalesce=True`` several missed runs become one."""
 
 _scheduler: AsyncIOScheduler | None = None
+_periodic_runners: dict[str, PeriodicRunner] = {}
+"""The periodic jobs of the shared scheduler, by name: shutdown waits for their runs."""
 
 
 def get_scheduler() -> AsyncIOScheduler:
@@ -55,21 +65,32 @@ def add_interval_job(
     max_instances: int = 1,
 ) -> Job:
     """Run ``function`` every ``interval_seconds`` on the shared scheduler."""
+    return _add_job(
+        function,
+        IntervalTrigger(seconds=interval_seconds, timezone=UTC),
+        job_id=job_id,
+        max_instances=max_instances,
+    )
+
+
+def _add_job(
+    function: JobFunction, trigger: BaseTrigger, *, job_id: str, max_instances: int
+) -> Job:
+    """Add (or replace) a job whose first run is at start-up, not one period later."""
     scheduler = get_scheduler()
     if scheduler.get_job(job_id) is not None:
         # replace_existing only applies once the scheduler runs; before that, do it here.
         scheduler.remove_job(job_id)
     return scheduler.add_job(
         function,
-        "interval",
-        seconds=interval_seconds,
+        trigger,
         id=job_id,
         name=job_id,
         max_instances=max_instances,
         coalesce=True,
         misfire_grace_time=MISFIRE_GRACE_TIME,
         replace_existing=True,
-        next_run_time=datetime.now(UTC),  # first run at start-up, not one interval later
+        next_run_time=datetime.now(UTC),
     )
 
 
@@ -110,6 +131,108 @@ def add_workflow_job(
     return job
 
 
+def add_periodic_job(job: PeriodicJob, runtime: Runtime | None = None) -> Job:
+    """Run ``job`` at its scheduled times, each time once across every process.
+
+    Its first run, when the scheduler starts, catches up times missed since the job last
+    ran anywhere (at most ``CURATE_PERIODIC_MAX_CATCH_UP``); then it runs at each time.
+    One run at a time per process (``max_instances=1``).
+    """
+    runner = job.runner(runtime or get_runtime())
+    _periodic_runners[job.name] = runner
+    trigger = ScheduleTrigger(job.schedule)
+    scheduled = _add_job(runner.tick, trigger, job_id=job.job_id, max_instances=1)
+    logger.info("periodic job {} scheduled {} (job {})", job.name, job.schedule, job.job_id)
+    return scheduled
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_FIRST_LOOK_BACK = timedelta(minutes=1)
+
+
+class Schedule:
+    """The times a periodic job is due: the same on every replica, whenever it started."""
+
+    def next_after(self, moment: datetime) -> datetime | None:
+        """The first time after ``moment``; None if there is none."""
+        raise NotImplementedError
+
+    def times_between(self, after: datetime, until: datetime) -> list[datetime]:
+        """The times in (``after``, ``until``], oldest first."""
+        times = []
+        moment = self.next_after(after)
+        while moment is not None and moment <= until:
+            times.append(moment)
+            moment = self.next_after(moment)
+        return times
+
+    def latest(self, after: datetime, until: datetime, count: int) -> list[datetime]:
+        """The last ``count`` times in (``after``, ``until``], oldest first.
+
+        Looks back in doubling windows from ``until``, so a gap of months costs a few
+        steps rather than one per missed time.
+        """
+        if count <= 0:
+            return []
+        look_back = _FIRST_LOOK_BACK
+        while until - look_back > after:
+            times = self.times_between(until - look_back, until)
+            if len(times) >= count:
+                return times[-count:]
+            look_back *= 2
+        return self.times_between(after, until)[-count:]
+
+
+class CronSchedule(Schedule):
+    """The times of a crontab expression, read in UTC."""
+
+    def __init__(self, expression: str) -> None:
+        """Raises ValueError for an expression APScheduler rejects or one matching no date."""
+        self.expression = expression
+        self._cron = CronTrigger.from_crontab(expression, timezone=UTC)
+        if self.next_after(datetime.now(UTC)) is None:
+            raise ValueError("it matches no date")
+
+    def next_after(self, moment: datetime) -> datetime | None:
+        following: datetime | None = self._cron.get_next_fire_time(None, moment + _MICROSECOND)
+        return following
+
+    def __str__(self) -> str:
+        return f"at {self.expression!r} (UTC)"
+
+
+class IntervalSchedule(Schedule):
+    """Every ``seconds`` counted from the Unix epoch, not from each process's start."""
+
+    def __init__(self, seconds: float) -> None:
+        self.period = timedelta(seconds=seconds)
+
+    def next_after(self, moment: datetime) -> datetime:
+        return EPOCH + ((moment - EPOCH) // self.period + 1) * self.period
+
+    def __str__(self) -> str:
+        return f"every {self.period.total_seconds():g} s"
+
+
+class ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
+    """Wakes the process at a schedule's times, also after a start-up run at any moment
+    (APScheduler's interval trigger would count on from that run, off the epoch)."""
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        if previous_fire_time is None:
+            return self.schedule.next_after(now - _MICROSECOND)
+        return self.schedule.next_after(previous_fire_time)
+
+    def __str__(self) -> str:
+        return str(self.schedule)
+
+
 RESCUE_JOB_ID = "curate_rescue_expired_leases"
 
 
@@ -142,7 +265,8 @@ async def shutdown_scheduler(
     """Stop starting runs, let running ones finish, then stop.
 
     Runs still busy after ``grace_seconds`` (default: ``CURATE_SHUTDOWN_GRACE_SECONDS``)
-    are cancelled; their items go back to Queued.
+    are cancelled; their items go back to Queued, and a cancelled periodic run gives its
+    time back for the next process to run.
     """
     global _scheduler
     scheduler = _scheduler
@@ -154,7 +278,11 @@ async def shutdown_scheduler(
     await runtime.stop_pickup()
     if grace_seconds is None:
         grace_seconds = runtime.settings.shutdown_grace_seconds
-    await runtime.stop_runs(grace_seconds)
+    runners = list(_periodic_runners.values())
+    await asyncio.gather(
+        runtime.stop_runs(grace_seconds), *(runner.stop(grace_seconds) for runner in runners)
+    )
+    _periodic_runners.clear()
     if scheduler.running:
         scheduler.shutdown(wait=False)
         await asyncio.sleep(0)  # APScheduler finishes shutting down on the next loop turn
@@ -168,6 +296,7 @@ def reset_scheduler() -> None:
         with contextlib.suppress(RuntimeError):  # its event loop may be closed already
             _scheduler.shutdown(wait=False)
     _scheduler = None
+    _periodic_runners.clear()
 
 
 def _log_job_error(event: JobExecutionEvent) -> None:

@@ -65,6 +65,8 @@ class CurateSettings(BaseSettings):
     listen_notify: bool = Field(
         default=True, description="wake workflows at once on NOTIFY; polling stays the fallback"
     )
+    periodic_max_catch_up: int = Field(default=1, ge=0, le=1000)
+    """Missed times of a periodic job run when it restarts (the latest ones); 0 skips them."""
 
     @field_validator("database_url")
     @classmethod

@@ -11,6 +11,7 @@ from curate import __version__
 from curate.cli.db import db
 from curate.cli.demo import demo
 from curate.cli.new_workflow import new_workflow
+from curate.cli.pause import pause, resume
 from curate.cli.requeue import requeue
 from curate.cli.run import run_command
 from curate.cli.status import status
@@ -31,5 +32,7 @@ main.add_command(demo)
 main.add_command(status)
 main.add_command(run_command)
 main.add_command(requeue)
+main.add_command(pause)
+main.add_command(resume)
 main.add_command(db)
 main.add_command(new_workflow)

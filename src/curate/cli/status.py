@@ -70,6 +70,10 @@ def _workflow_json(status: WorkflowStatus) -> dict[str, Any]:
             for group in status.errors
         ],
         "failures_found": status.failures_found,
+        "paused": status.paused,
+        "paused_at": _iso(status.paused_at),
+        "paused_reason": status.paused_reason,
+        "rate_limit": status.rate_limit,
     }
 
 
@@ -128,12 +132,26 @@ def render(report: StatusReport, where: str) -> Group:
             "n/a" if w.expired_leases is None else str(w.expired_leases),
             style="bold red" if w.expired_leases else "",
         )
-        overview.add_row(w.name, *counts, error, *other, oldest, expired, throughput)
+        name = Text(f"{w.name} (paused)", style="bold yellow") if w.paused else w.name
+        overview.add_row(name, *counts, error, *other, oldest, expired, throughput)
+    parts.extend(_controls(w, report.at) for w in report.workflows if w.paused or w.rate_limit)
     window = age(THROUGHPUT_WINDOW.total_seconds())
     parts.append(Text(f"Done/min: rows completed per minute over the last {window}.\n"))
     parts.extend(_error_table(w, report.at) for w in report.workflows if w.errors)
     parts.append(Text(_verdict(report), style="bold red" if report.failures_found else "green"))
     return Group(*parts)
+
+
+def _controls(status: WorkflowStatus, at: datetime) -> Text:
+    """One line on a paused or rate-limited workflow: since when, why, how fast."""
+    said = []
+    if status.paused:
+        since = f" {age((at - status.paused_at).total_seconds())} ago" if status.paused_at else ""
+        why = f": {status.paused_reason}" if status.paused_reason else ""
+        said.append(f"paused{since}{why}")
+    if status.rate_limit:
+        said.append(f"rate limit {status.rate_limit:g}/s")
+    return Text(f"{status.name}: {'; '.join(said)}", style="yellow" if status.paused else "")
 
 
 def _error_table(status: WorkflowStatus, at: datetime) -> Table:
@@ -245,7 +263,8 @@ def status(app: str | None, names: tuple[str, ...], as_json: bool, watch: float 
     the last 5 minutes.
 
     The ages and the throughput come from the table's updated_at column ("n/a" without
-    one); expired leases need the lease column ("n/a" without it).
+    one); expired leases need the lease column ("n/a" without it). A paused workflow
+    (curate pause) is marked "(paused)", with when and why; a rate limit is shown too.
 
     Exits 1 when any workflow has rows in Error or past their lease ("failures found"),
     else 0; with --watch, as of the last refresh.

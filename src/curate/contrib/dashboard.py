@@ -1,8 +1,9 @@
 """The HTML dashboard `curate_router` serves: one server-rendered page, no front-end build.
 
 `render_dashboard` turns a `StatusReport` into a page: per workflow the rows per status,
-the throughput, the oldest queued age, expired leases, the largest error groups and, when
-the router mounts the requeue endpoint, a button that re-queues the workflow's errors.
+the throughput, the oldest queued age, expired leases, whether it is paused (since when,
+why) and its rate limit, the largest error groups and, when the router mounts the
+requeue endpoint, a button that re-queues the workflow's errors.
 Every value from the database is escaped. A small inline script refreshes the page's
 figures every ``refresh_seconds`` (it fetches the page and swaps the workflows in) and
 sends the requeue requests; without JavaScript a ``<noscript>`` meta refresh reloads it.
@@ -37,6 +38,8 @@ dt { color: #555; } dd { margin: 0; }
 code { white-space: pre-wrap; word-break: break-word; }
 button { font: inherit; padding: .35rem .8rem; cursor: pointer; }
 .muted { color: #555; }
+.paused { background: #fff1c2; border: 1px solid #b58a00; border-radius: 4px;
+  padding: 0 .4rem; font-size: .9rem; }
 #curate-message:not(:empty) { padding: .4rem .8rem; background: #eef5ff;
   border-left: 4px solid #2a62c9; }
 """
@@ -141,6 +144,7 @@ def _workflow(status: WorkflowStatus, *, base_path: str, requeue: bool) -> str:
         f' <span class="muted">(completions, last {window} min)</span></dd>'
         f"<dt>Oldest queued</dt><dd>{_seconds(status.oldest_queued_seconds)}</dd>"
         f"<dt>Expired leases</dt><dd>{_maybe(status.expired_leases)}</dd>"
+        f"{_controls(status)}"
     )
     button = ""
     if requeue:
@@ -155,7 +159,7 @@ def _workflow(status: WorkflowStatus, *, base_path: str, requeue: bool) -> str:
         )
     return f"""<section id="workflow-{name}" aria-labelledby="workflow-{name}-title">
 <h2 id="workflow-{name}-title">{name}
-<span class="muted">on table {escape(status.table)}</span></h2>
+<span class="muted">on table {escape(status.table)}</span>{_paused_badge(status)}</h2>
 <table>
 <caption>Rows per status</caption>
 <thead><tr>{heads}</tr></thead>
@@ -165,6 +169,23 @@ def _workflow(status: WorkflowStatus, *, base_path: str, requeue: bool) -> str:
 {_errors(status)}
 {button}
 </section>"""
+
+
+def _paused_badge(status: WorkflowStatus) -> str:
+    return ' <span class="paused" data-paused>paused</span>' if status.paused else ""
+
+
+def _controls(status: WorkflowStatus) -> str:
+    """The pause (since when, why) and the rate limit, as rows of the figures."""
+    rows = ""
+    if status.paused:
+        reason = f" <span>— {escape(status.paused_reason)}</span>" if status.paused_reason else ""
+        rows += (
+            f'<dt>Paused</dt><dd data-figure="paused">since {_time(status.paused_at)}{reason}</dd>'
+        )
+    if status.rate_limit is not None:
+        rows += f'<dt>Rate limit</dt><dd data-figure="rate-limit">{status.rate_limit:g}/s</dd>'
+    return rows
 
 
 def _errors(status: WorkflowStatus) -> str:

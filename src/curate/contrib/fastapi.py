@@ -115,6 +115,12 @@ class WorkflowStatus(BaseModel):
         description=f"The {operations.ERROR_GROUPS} largest groups of rows in Error."
     )
     failures_found: bool = Field(description="Rows in Error or past their lease.")
+    paused: bool = Field(description="No worker claims its rows until it is resumed.")
+    paused_at: datetime | None = Field(description="When it was paused; null: not paused.")
+    paused_reason: str | None = Field(description="Why, as given to the pause.")
+    rate_limit: float | None = Field(
+        description="Items per second it may start across all workers; null: unlimited."
+    )
 
 
 class StatusReport(BaseModel):
@@ -178,6 +184,20 @@ class RequeueResult(BaseModel):
     requeued: int = Field(description="How many rows were put back to Queued.")
 
 
+class PauseRequest(BaseModel):
+    """Why the workflow is paused (shown by the status until it is resumed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1_000, pattern="^[^\x00]*$")
+
+
+class PauseResult(BaseModel):
+    workflow: str
+    paused: bool = Field(description="Whether the workflow is paused now.")
+    changed: bool = Field(description="False when it already was in that state.")
+
+
 # --- the router ------------------------------------------------------------------------------
 
 
@@ -193,7 +213,8 @@ def curate_router(
     ``GET /workflows``, ``GET /workflows/{name}``, ``GET /workflows/{name}/items/{item_id}``,
     ``GET /dashboard`` (an HTML page refreshing itself every ``dashboard_refresh_seconds``)
     and, only when ``requeue_auth`` (a FastAPI dependency that raises to refuse) is given,
-    ``POST /workflows/{name}/requeue`` and the dashboard's requeue buttons. Reads use the
+    ``POST /workflows/{name}/requeue``, ``POST /workflows/{name}/pause`` and
+    ``POST /workflows/{name}/resume``, and the dashboard's requeue buttons. Reads use the
     configured runtime's database, so the app runs `curate_lifespan` (or configures
     curate itself).
     """
@@ -292,6 +313,38 @@ def curate_router(
             engine = await get_runtime().database.engine()
             moved = await operations.requeue(engine, workflow, selection)
             return RequeueResult(workflow=workflow.name, requeued=moved)
+
+        @router.post(
+            "/workflows/{name}/pause",
+            response_model=PauseResult,
+            dependencies=[Depends(requeue_auth)],
+            responses={
+                400: {"model": Problem, "description": "The body is not JSON."},
+                404: {"model": Problem},
+            },
+        )
+        async def pause(
+            workflow: Annotated[Workflow, Depends(workflow_named)],
+            request: PauseRequest | None = None,
+        ) -> PauseResult:
+            """Stop every worker from claiming the workflow's rows; running items finish.
+            A paused workflow keeps its first reason."""
+            engine = await get_runtime().database.engine()
+            reason = request.reason if request is not None else None
+            changed = await operations.pause_workflow(engine, workflow, reason)
+            return PauseResult(workflow=workflow.name, paused=True, changed=changed)
+
+        @router.post(
+            "/workflows/{name}/resume",
+            response_model=PauseResult,
+            dependencies=[Depends(requeue_auth)],
+            responses={404: {"model": Problem}},
+        )
+        async def resume(workflow: Annotated[Workflow, Depends(workflow_named)]) -> PauseResult:
+            """Let workers claim the workflow's rows again; listening ones start at once."""
+            engine = await get_runtime().database.engine()
+            changed = await operations.resume_workflow(engine, workflow)
+            return PauseResult(workflow=workflow.name, paused=False, changed=changed)
 
     return router
 

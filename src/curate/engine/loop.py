@@ -54,7 +54,7 @@ async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> Ru
                 limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
                 if limit <= 0:
                     break
-                limit = await admit(ctx, limit, stop, deadline)  # pause, rate limit
+                limit = await admit(ctx, limit, stop, deadline, result)  # pause, rate limit
                 if limit == 0:
                     break
                 batch = await _claim(ctx, limit, result)

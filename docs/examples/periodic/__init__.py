@@ -1,0 +1,1 @@
+"""Periodic jobs of the photos app (docs/how-to/periodic-jobs.md)."""

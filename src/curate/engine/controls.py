@@ -1,0 +1,138 @@
+"""Pause and rate limit: asked of the database right before each claim, on every worker.
+
+Both live in one row per workflow of ``curate_workflow_controls``, so a pause or a resume
+reaches every worker at its next claim, without a restart, and a rate limit holds across
+all workers together. An unlimited workflow costs one primary-key lookup per claim (is it
+paused?); a rate-limited one a single statement that reads the pause flag and takes
+tokens from a token bucket (refilled at ``rate`` a second, holding at most `burst` tokens)
+atomically, so concurrent workers never share a token. A claim takes only what it was
+granted; with nothing granted it waits for the next token, as long as the run may.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+import weakref
+from collections.abc import AsyncIterator
+
+from loguru import logger
+from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from curate.db.own_tables import ensure_tables
+from curate.engine.backoff import retry_on_connection_loss
+from curate.engine.context import RunContext, RunResult
+from curate.engine.error_text import format_error
+from curate.sql import controls as sql
+
+ASK_RETRY_DELAYS_SECONDS = (0.25, 1.0)
+"""Brief, as for a claim: nothing is held yet, and the next run asks again anyway."""
+
+_READY: weakref.WeakSet[Engine] = weakref.WeakSet()
+"""Engines (each with its own search_path) on which the controls table is known to exist."""
+
+
+def burst(rate: float) -> float:
+    """The bucket's size: a second's worth of tokens, and at least one item."""
+    return max(1.0, rate)
+
+
+async def ensure_controls_table(engine: AsyncEngine) -> None:
+    """Create the controls table on first use; once per engine, not at every claim."""
+    if engine.sync_engine in _READY:
+        return
+    await ensure_tables(engine, "controls", [sql.CREATE])
+    _READY.add(engine.sync_engine)
+
+
+async def admit(
+    ctx: RunContext, wanted: int, stop: asyncio.Event, deadline: float, result: RunResult
+) -> int:
+    """How many items the next claim may take: ``wanted``, fewer under the rate limit, 0
+    when the workflow is paused, when ``stop`` is set or when the next token would come
+    after ``deadline`` (``time.monotonic()``). Waits for a token, never past those.
+
+    If the controls cannot be read the run claims nothing (a pause must hold): the error
+    goes to ``result`` and the log, and the next run asks again.
+    """
+    try:
+        while not stop.is_set():
+            granted, wait = await retry_on_connection_loss(
+                lambda: _ask(ctx, wanted), "reading the controls", delays=ASK_RETRY_DELAYS_SECONDS
+            )
+            if granted:
+                return granted
+            if wait is None:
+                logger.debug("paused: not claiming")
+                return 0
+            if time.monotonic() + wait > deadline:
+                logger.debug("rate limited: the next token comes after this run's budget")
+                return 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+    except Exception as exc:
+        message = format_error(exc)
+        result.errors.append(message)
+        logger.error(
+            "cannot read {}, so not claiming; the next run asks again: {}", sql.TABLE, message
+        )
+    return 0
+
+
+async def _ask(ctx: RunContext, wanted: int) -> tuple[int, float | None]:
+    """Items granted, and when none, seconds until the next token (None: paused)."""
+    rate = ctx.config.rate_limit
+    await ensure_controls_table(_engine(ctx))
+    async with _autocommit(ctx) as connection:
+        if rate is None:
+            paused = await connection.scalar(sql.PAUSED, {"curate_workflow": ctx.name})
+            return (0, None) if paused else (wanted, None)
+        size = burst(rate)
+        row = (
+            await connection.execute(
+                sql.TAKE,
+                {
+                    "curate_workflow": ctx.name,
+                    "curate_wanted": wanted,
+                    "curate_rate": rate,
+                    "curate_burst": size,
+                    "curate_first_grant": min(wanted, math.floor(size)),
+                },
+            )
+        ).one()
+    if row.paused:
+        return 0, None
+    return row.granted, max(0.0, (1 - row.tokens) / rate)
+
+
+async def give_back(ctx: RunContext, unused: int) -> None:
+    """Return the tokens of items a claim was granted but did not find (the queue ran
+    short), so an idle poll does not use up the bucket. Nothing to do without a limit."""
+    rate = ctx.config.rate_limit
+    if rate is None or unused <= 0:
+        return
+    try:
+        async with _autocommit(ctx) as connection:
+            await connection.execute(
+                sql.GIVE_BACK,
+                {"curate_workflow": ctx.name, "curate_unused": unused, "curate_burst": burst(rate)},
+            )
+    except Exception as exc:  # tokens lost: the bucket refills anyway
+        logger.warning("could not give back {} unused tokens: {}", unused, format_error(exc))
+
+
+@contextlib.asynccontextmanager
+async def _autocommit(ctx: RunContext) -> AsyncIterator[AsyncConnection]:
+    """A connection in autocommit: each control statement is atomic on its own, so no
+    BEGIN and COMMIT round trips go with it."""
+    async with _engine(ctx).connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _engine(ctx: RunContext) -> AsyncEngine:
+    """The engine the run's sessions are bound to (its search_path finds the table)."""
+    engine: AsyncEngine = ctx.sessionmaker.kw["bind"]
+    return engine

@@ -1,0 +1,96 @@
+"""The statements of ``curate_workflow_controls``: pause flags and rate-limit buckets.
+
+One row per workflow that was ever paused or rate limited; a workflow without a row is
+running and unlimited. The table is created on first use (`CREATE`, see
+`curate.db.own_tables`) in the first schema of the search_path. Parameters are named
+``curate_*``; each statement's docstring lists them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+TABLE = "curate_workflow_controls"
+
+CREATE = text(
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+    " workflow text PRIMARY KEY,"
+    " paused boolean NOT NULL DEFAULT false,"
+    " paused_at timestamptz,"
+    " paused_reason text,"
+    " tokens double precision NOT NULL DEFAULT 0,"
+    " refilled_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+    " last_grant integer NOT NULL DEFAULT 0)"
+)
+"""The table. ``tokens`` and ``refilled_at`` are a rate-limited workflow's bucket;
+``last_grant`` is what the last `TAKE` granted (RETURNING sees only the new row)."""
+
+EXISTS = text(f"SELECT to_regclass('{TABLE}') IS NOT NULL")
+"""Whether the table exists yet on the search_path: reads need not create it."""
+
+PAUSED = text(f"SELECT paused FROM {TABLE} WHERE workflow = :curate_workflow")
+"""Whether a workflow is paused (no row: not paused). Params: ``curate_workflow``."""
+
+# Typed parameters: in least() and arithmetic, PostgreSQL cannot infer them.
+_BURST = "CAST(:curate_burst AS double precision)"
+_WANTED = "CAST(:curate_wanted AS integer)"
+_FIRST_GRANT = "CAST(:curate_first_grant AS integer)"
+
+# The bucket refilled at ``curate_rate`` tokens a second since ``refilled_at``, capped at
+# ``curate_burst``; then what of it the ask gets: whole tokens, at most ``curate_wanted``.
+_REFILLED = (
+    f"least({_BURST}, c.tokens + CAST(:curate_rate AS double precision)"
+    " * greatest(0, extract(epoch FROM clock_timestamp() - c.refilled_at)))"
+)
+_GRANT = f"least({_WANTED}, floor({_REFILLED}))"
+
+TAKE = text(
+    f"INSERT INTO {TABLE} AS c (workflow, tokens, refilled_at, last_grant)"
+    f" VALUES (:curate_workflow, {_BURST} - {_FIRST_GRANT}, clock_timestamp(), {_FIRST_GRANT})"
+    " ON CONFLICT (workflow) DO UPDATE SET"
+    f" last_grant = CASE WHEN c.paused THEN 0 ELSE {_GRANT} END,"
+    f" tokens = CASE WHEN c.paused THEN c.tokens ELSE {_REFILLED} - {_GRANT} END,"
+    " refilled_at = CASE WHEN c.paused THEN c.refilled_at"
+    " ELSE greatest(c.refilled_at, clock_timestamp()) END"
+    " RETURNING c.paused, c.last_grant AS granted, c.tokens"
+)
+"""Take up to ``curate_wanted`` tokens from the workflow's bucket, in one atomic statement.
+
+A first ask creates the row with a full bucket (``curate_burst``) less
+``curate_first_grant``. A paused workflow grants nothing and its bucket is left as it
+is. Params: ``curate_workflow``, ``curate_wanted``, ``curate_rate`` (tokens a second),
+``curate_burst``, ``curate_first_grant``. Returns ``paused``, ``granted`` and the
+``tokens`` left.
+"""
+
+GIVE_BACK = text(
+    f"UPDATE {TABLE} SET tokens = least({_BURST}, tokens + CAST(:curate_unused AS integer))"
+    " WHERE workflow = :curate_workflow"
+)
+"""Return tokens a claim did not use (the queue had fewer rows).
+Params: ``curate_workflow``, ``curate_unused``, ``curate_burst``."""
+
+PAUSE = text(
+    f"INSERT INTO {TABLE} AS c (workflow, paused, paused_at, paused_reason)"
+    " VALUES (:curate_workflow, true, now(), :curate_reason)"
+    " ON CONFLICT (workflow) DO UPDATE"
+    " SET paused = true, paused_at = now(), paused_reason = :curate_reason"
+    " WHERE NOT c.paused"
+    " RETURNING c.workflow"
+)
+"""Pause a workflow; a row back means it was running (a paused one keeps its reason and
+time). Params: ``curate_workflow``, ``curate_reason``."""
+
+RESUME = text(
+    f"UPDATE {TABLE} SET paused = false, paused_at = NULL, paused_reason = NULL"
+    " WHERE workflow = :curate_workflow AND paused"
+    " RETURNING workflow"
+)
+"""Resume a workflow; a row back means it was paused. Params: ``curate_workflow``."""
+
+READ = text(
+    f"SELECT workflow, paused, paused_at, paused_reason FROM {TABLE}"
+    " WHERE workflow = ANY(:curate_workflows)"
+)
+"""The pause state of the named workflows (those without a row are running).
+Params: ``curate_workflows`` (a list of names)."""

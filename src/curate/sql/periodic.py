@@ -1,0 +1,91 @@
+"""The statements of periodic jobs: one row per (job, scheduled time) decides who runs it.
+
+The table lives in the configured schema (first on the search_path) and is created on
+first use (`curate.db.own_tables.ensure_tables`). The primary key is the coordination:
+the process whose insert returns a row runs that time. A run holds a lease, renewed while
+it goes on; a time whose run never finished and whose lease expired (its process died)
+can be claimed again.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+TABLES_KEY = "periodic"
+"""Names the advisory lock taken while the table is created."""
+
+CREATE_TABLES = (
+    text(
+        """
+        CREATE TABLE IF NOT EXISTS curate_periodic_runs (
+            job_name text NOT NULL,
+            scheduled_at timestamptz NOT NULL,
+            worker_id text NOT NULL,
+            started_at timestamptz NOT NULL DEFAULT now(),
+            lease_until timestamptz NOT NULL,
+            attempts integer NOT NULL DEFAULT 1,
+            finished_at timestamptz,
+            error text,
+            PRIMARY KEY (job_name, scheduled_at)
+        )
+        """
+    ),
+    # ABANDONED_RUNS reads only unfinished runs, however many finished ones pile up.
+    text(
+        """
+        CREATE INDEX IF NOT EXISTS curate_periodic_runs_unfinished
+        ON curate_periodic_runs (job_name, scheduled_at) WHERE finished_at IS NULL
+        """
+    ),
+)
+
+LAST_SCHEDULED = text(
+    "SELECT max(scheduled_at) FROM curate_periodic_runs WHERE job_name = :job_name"
+)
+"""The latest time of the job that any process claimed; NULL for a job never run."""
+
+_LEASE = "now() + make_interval(secs => :lease_seconds)"
+
+CLAIM_RUN = text(
+    f"""
+    INSERT INTO curate_periodic_runs AS run
+        (job_name, scheduled_at, worker_id, started_at, lease_until)
+    VALUES (:job_name, :scheduled_at, :worker_id, now(), {_LEASE})
+    ON CONFLICT (job_name, scheduled_at) DO UPDATE
+    SET worker_id = excluded.worker_id,
+        started_at = excluded.started_at,
+        lease_until = excluded.lease_until,
+        attempts = run.attempts + 1
+    WHERE run.finished_at IS NULL AND run.lease_until < now()
+    RETURNING attempts
+    """
+)
+"""Returns a row only for the one process that gets to run this time: the first to insert
+it, or the first to take over a run whose process died (unfinished, lease expired)."""
+
+ABANDONED_RUNS = text(
+    """
+    SELECT scheduled_at FROM curate_periodic_runs
+    WHERE job_name = :job_name AND finished_at IS NULL AND lease_until < now()
+    ORDER BY scheduled_at DESC
+    LIMIT :limit
+    """
+)
+"""The latest times whose run stopped without finishing, to run again."""
+
+_OWN_UNFINISHED_RUN = """
+    WHERE job_name = :job_name AND scheduled_at = :scheduled_at AND worker_id = :worker_id
+      AND finished_at IS NULL
+"""
+"""Fences every write of a run: a process that lost its lease no longer touches the row."""
+
+EXTEND_LEASE = text(f"UPDATE curate_periodic_runs SET lease_until = {_LEASE} {_OWN_UNFINISHED_RUN}")
+"""The heartbeat of a run that goes on."""
+
+RELEASE_RUN = text(f"UPDATE curate_periodic_runs SET lease_until = now() {_OWN_UNFINISHED_RUN}")
+"""Hands a run cut short by shutdown to the next process that looks."""
+
+FINISH_RUN = text(
+    f"UPDATE curate_periodic_runs SET finished_at = now(), error = :error {_OWN_UNFINISHED_RUN}"
+)
+"""Records the outcome of a claimed run (``error`` NULL when it succeeded)."""
