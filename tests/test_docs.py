@@ -76,6 +76,7 @@ EXECUTED_BY = {
     "articles/workflows.py": "test_docs_articles.test_articles_examples",
     "articles/queueing.py": "test_docs_articles.test_articles_examples",
     "articles/middleware.py": "test_docs_articles.test_articles_examples",
+    "articles/admin.py": "test_docs_articles.test_articles_examples",
     "migrations/0001_create_photos.py": "test_migrations_up_down_up",
     "migrations/0002_add_thumbnail_workflow.py": "test_migrations_up_down_up",
     "periodic/photo_maintenance.py": "test_periodic.test_the_photo_maintenance_example",

@@ -24,7 +24,7 @@ def example(name: str) -> Any:
 
 async def test_articles_examples(runtime: curate.Runtime, engine: AsyncEngine) -> None:
     models, workflows = example("models"), example("workflows")
-    queueing, middleware = example("queueing"), example("middleware")
+    queueing, middleware, admin = example("queueing"), example("middleware"), example("admin")
     async with engine.begin() as conn:
         await conn.run_sync(models.Base.metadata.create_all)
         await conn.execute(
@@ -41,6 +41,11 @@ async def test_articles_examples(runtime: curate.Runtime, engine: AsyncEngine) -
         await queueing.select_articles(session, [1, 2])
         await queueing.fetch_first(session, 3)
     harness = WorkflowHarness(runtime)
+    assert await admin.pause(workflows.fetch, "the sites are down")
+    assert not await admin.pause(workflows.fetch, "again")
+    assert (await harness.drain(workflows.fetch)).claimed == 0
+    assert await harness.queued(workflows.fetch) == [1, 2, 3]
+    assert await admin.resume(workflows.fetch)
     await harness.run_pending(*everything)
     assert await harness.complete(workflows.summarise) == [1, 2, 3]
 

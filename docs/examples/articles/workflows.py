@@ -43,7 +43,12 @@ async def check_one_link(link_id: int, session: AsyncSession) -> None:
 # docs: start declarations
 fetch = Workflow("fetch", model=Article, service=fetch_article, concurrency=8, lock_key="site")
 summarise = Workflow("summarise", model=Article, service=summarise_article)
-check_link = Workflow("check_link", model=Link, service=check_one_link)
+check_link = Workflow(
+    "check_link",
+    model=Link,
+    service=check_one_link,
+    rate_limit=20,  # per second, all workers
+)
 
 article_selection = DualStatus(Article.curation_status, {CurationStatus.Selected: fetch})
 """Selecting an article queues it for fetching, in the same transaction."""
