@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import curate
@@ -69,3 +70,12 @@ async def runtime(settings: curate.CurateSettings) -> AsyncIterator[curate.Runti
 async def engine(runtime: curate.Runtime) -> AsyncEngine:
     """The runtime's engine (search_path on the test's schema), for assertions."""
     return await runtime.database.engine()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Every log line (DEBUG and up) while the test runs."""
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
+    yield lines
+    logger.remove(sink)

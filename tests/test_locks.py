@@ -37,35 +37,22 @@ async def spans(engine: AsyncEngine) -> Table:
 
 
 def recording(spans: Table, fail_first_attempt_of: frozenset[int] = frozenset()) -> Any:
-    """A service that takes a little while and records when it ran, in its transaction."""
+    """A service that takes a little while and records when it ran (in a transaction of
+    its own, so a failed attempt is recorded too)."""
 
     async def service(item_id: int, session: AsyncSession) -> None:
         started = await session.scalar(select(func.clock_timestamp()))
         item = await session.get_one(Item, item_id)
         await session.execute(text("SELECT pg_sleep(0.03)"))
         attempt = item.work_attempts
-        if item_id in fail_first_attempt_of and attempt == 1:
-            async with session.bind.connect() as own:  # type: ignore[union-attr]
-                await own.execute(
-                    insert(spans).values(
-                        item_id=item_id,
-                        key=item.payload,
-                        attempt=attempt,
-                        started=started,
-                        ended=func.clock_timestamp(),
-                    )
-                )
-                await own.commit()
-            raise RuntimeError("first attempt fails")
-        await session.execute(
-            insert(spans).values(
-                item_id=item_id,
-                key=item.payload,
-                attempt=attempt,
-                started=started,
-                ended=func.clock_timestamp(),
+        async with session.bind.connect() as own:  # type: ignore[union-attr]
+            span = {"item_id": item_id, "key": item.payload, "attempt": attempt}
+            await own.execute(
+                insert(spans).values(**span, started=started, ended=func.clock_timestamp())
             )
-        )
+            await own.commit()
+        if item_id in fail_first_attempt_of and attempt == 1:
+            raise RuntimeError("first attempt fails")
 
     return service
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
-from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
@@ -35,14 +34,6 @@ async def process_pending_works() -> None:
 def setup_work_scheduler() -> None:
     """Adds the work job to the shared scheduler."""
     scheduling.add_workflow_job(work, process_pending_works)
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
-    yield lines
-    logger.remove(sink)
 
 
 def test_registration_uses_the_conventional_id_and_safe_options(runtime: curate.Runtime) -> None:
