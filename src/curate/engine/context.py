@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Executable, Row
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from curate.engine.binding import TableBinding
 from curate.engine.config import RunConfig
@@ -33,6 +35,26 @@ class RunContext:
     """Hear of each failed item, in order: see `curate.engine.hooks`."""
     observers: tuple[Observer, ...] = ()
     """Hear of claims and rescues: see `curate.engine.hooks`."""
+
+    @cached_property
+    def engine(self) -> AsyncEngine:
+        """The engine the sessions are bound to."""
+        engine: AsyncEngine = self.sessionmaker.kw["bind"]
+        return engine
+
+    @cached_property
+    def autocommit(self) -> AsyncEngine:
+        """The same pool in autocommit: one statement is its own transaction, without the
+        BEGIN and COMMIT round trips (curate's own single-statement writes use it)."""
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def execute_alone(
+        self, statement: Executable, params: Mapping[str, Any]
+    ) -> list[Row[Any]]:
+        """Run one statement as its own transaction; its rows (an UPDATE's RETURNING)."""
+        async with self.autocommit.connect() as connection:
+            result = await connection.execute(statement, params)
+            return list(result.all()) if result.returns_rows else []
 
 
 @dataclass(frozen=True)

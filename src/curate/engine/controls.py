@@ -2,8 +2,9 @@
 
 Both live in one row per workflow of ``curate_workflow_controls``, so a pause or a resume
 reaches every worker at its next claim, without a restart, and a rate limit holds across
-all workers together. An unlimited workflow costs one primary-key lookup per claim (is it
-paused?); a rate-limited one a single statement that reads the pause flag and takes
+all workers together. For an unlimited workflow the claim statement itself checks the
+pause flag (no statement of its own); a rate-limited one runs a single statement that
+reads the pause flag and takes
 tokens from a token bucket (refilled at ``rate`` a second, holding at most `burst` tokens)
 atomically, so concurrent workers never share a token. A claim takes only what it was
 granted; with nothing granted it waits for the next token, as long as the run may.
@@ -16,11 +17,10 @@ import contextlib
 import math
 import time
 import weakref
-from collections.abc import AsyncIterator
 
 from loguru import logger
 from sqlalchemy import Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from curate.db.own_tables import ensure_tables
 from curate.engine.backoff import retry_on_connection_loss
@@ -85,24 +85,20 @@ async def admit(
 async def _ask(ctx: RunContext, wanted: int) -> tuple[int, float | None]:
     """Items granted, and when none, seconds until the next token (None: paused)."""
     rate = ctx.config.rate_limit
-    await ensure_controls_table(_engine(ctx))
-    async with _autocommit(ctx) as connection:
-        if rate is None:
-            paused = await connection.scalar(sql.PAUSED, {"curate_workflow": ctx.name})
-            return (0, None) if paused else (wanted, None)
-        size = burst(rate)
-        row = (
-            await connection.execute(
-                sql.TAKE,
-                {
-                    "curate_workflow": ctx.name,
-                    "curate_wanted": wanted,
-                    "curate_rate": rate,
-                    "curate_burst": size,
-                    "curate_first_grant": min(wanted, math.floor(size)),
-                },
-            )
-        ).one()
+    await ensure_controls_table(ctx.engine)
+    if rate is None:  # the claim checks the pause flag itself
+        return wanted, None
+    size = burst(rate)
+    (row,) = await ctx.execute_alone(
+        sql.TAKE,
+        {
+            "curate_workflow": ctx.name,
+            "curate_wanted": wanted,
+            "curate_rate": rate,
+            "curate_burst": size,
+            "curate_first_grant": min(wanted, math.floor(size)),
+        },
+    )
     if row.paused:
         return 0, None
     return row.granted, max(0.0, (1 - row.tokens) / rate)
@@ -115,24 +111,9 @@ async def give_back(ctx: RunContext, unused: int) -> None:
     if rate is None or unused <= 0:
         return
     try:
-        async with _autocommit(ctx) as connection:
-            await connection.execute(
-                sql.GIVE_BACK,
-                {"curate_workflow": ctx.name, "curate_unused": unused, "curate_burst": burst(rate)},
-            )
+        await ctx.execute_alone(
+            sql.GIVE_BACK,
+            {"curate_workflow": ctx.name, "curate_unused": unused, "curate_burst": burst(rate)},
+        )
     except Exception as exc:  # tokens lost: the bucket refills anyway
         logger.warning("could not give back {} unused tokens: {}", unused, format_error(exc))
-
-
-@contextlib.asynccontextmanager
-async def _autocommit(ctx: RunContext) -> AsyncIterator[AsyncConnection]:
-    """A connection in autocommit: each control statement is atomic on its own, so no
-    BEGIN and COMMIT round trips go with it."""
-    async with _engine(ctx).connect() as connection:
-        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
-
-
-def _engine(ctx: RunContext) -> AsyncEngine:
-    """The engine the run's sessions are bound to (its search_path finds the table)."""
-    engine: AsyncEngine = ctx.sessionmaker.kw["bind"]
-    return engine

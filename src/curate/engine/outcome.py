@@ -29,17 +29,25 @@ class Outcome(enum.Enum):
 
 
 async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedItem) -> Outcome:
-    """Mark the item complete in the service's own transaction, then commit both together."""
-    result = await session.execute(
-        ctx.statements.complete,
-        ctx.statements.complete_params(item.id, ctx.worker_id, item.attempt),
-    )
-    row = result.first()
+    """Mark the item complete in the service's own transaction, then commit both together.
+
+    A service that left no transaction open (it wrote nothing, or committed itself) has
+    nothing to commit with the outcome: the fenced update then runs as its own
+    transaction, which saves the BEGIN and COMMIT round trips.
+    """
+    params = ctx.statements.complete_params(item.id, ctx.worker_id, item.attempt)
+    if session.in_transaction():
+        row = (await session.execute(ctx.statements.complete, params)).first()
+        if row is None:
+            await session.rollback()
+        else:
+            await session.commit()
+    else:
+        rows = await ctx.execute_alone(ctx.statements.complete, params)
+        row = rows[0] if rows else None
     if row is None:
-        await session.rollback()
         logger.warning("claim lost before the outcome was written; the outcome is dropped")
         return Outcome.DROPPED
-    await session.commit()
     # A service may set a final status itself (seed style); that status stands.
     failed_by_service = row.status == ctx.binding.status_value(ctx.binding.statuses.failed)
     return Outcome.FAILED if failed_by_service else Outcome.COMPLETED
@@ -87,8 +95,8 @@ async def _write_failure(
     )
 
     async def write() -> Any:
-        async with ctx.sessionmaker() as session, session.begin():
-            return (await session.execute(ctx.statements.fail, params)).first()
+        rows = await ctx.execute_alone(ctx.statements.fail, params)
+        return rows[0] if rows else None
 
     try:
         written = await retry_on_connection_loss(write, "recording the failure")

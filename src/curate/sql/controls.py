@@ -8,7 +8,7 @@ running and unlimited. The table is created on first use (`CREATE`, see
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import Boolean, ColumnElement, String, bindparam, column, exists, table, text
 
 TABLE = "curate_workflow_controls"
 
@@ -28,8 +28,14 @@ CREATE = text(
 EXISTS = text(f"SELECT to_regclass('{TABLE}') IS NOT NULL")
 """Whether the table exists yet on the search_path: reads need not create it."""
 
-PAUSED = text(f"SELECT paused FROM {TABLE} WHERE workflow = :curate_workflow")
-"""Whether a workflow is paused (no row: not paused). Params: ``curate_workflow``."""
+_CONTROLS = table(TABLE, column("workflow", String()), column("paused", Boolean()))
+
+
+def not_paused() -> ColumnElement[bool]:
+    """A claim's condition: the workflow ``curate_workflow`` is not paused (no row: not
+    paused). Part of the claim statement, so checking costs no round trip of its own."""
+    return ~exists().where(_CONTROLS.c.workflow == bindparam("curate_workflow"), _CONTROLS.c.paused)
+
 
 # Typed parameters: in least() and arithmetic, PostgreSQL cannot infer them.
 _BURST = "CAST(:curate_burst AS double precision)"

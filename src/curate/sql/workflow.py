@@ -41,6 +41,7 @@ from sqlalchemy.sql.dml import ReturningUpdate, Update
 from sqlalchemy.sql.util import ClauseAdapter
 
 from curate.engine.binding import TableBinding
+from curate.sql.controls import not_paused
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ class WorkflowStatements:
     """The named statements of one workflow.
 
     - ``claim``: marks up to ``limit`` due queued rows Processing, counts the attempt,
-      stamps worker and lease, clears the error; with a lock key, skips rows whose key is
-      held (see `_lock_free`). Returns ``id``, ``attempt`` by priority, then the
+      stamps worker and lease, clears the error; nothing while the workflow is paused
+      (`curate.sql.controls`); with a lock key, skips rows whose key is held (see
+      `_lock_free`). Returns ``id``, ``attempt`` by priority, then the
       workflow's order.
     - ``complete``: fenced on the claim; sets the complete status unless the service
       already moved the row out of Processing. Returns the row's final ``status``; no row
@@ -113,10 +115,17 @@ class WorkflowStatements:
         )
 
     def claim_params(
-        self, limit: int, worker: str, lease: timedelta, now: datetime | None = None
+        self,
+        workflow: str,
+        limit: int,
+        worker: str,
+        lease: timedelta,
+        now: datetime | None = None,
     ) -> dict[str, Any]:
-        """``now``: a frozen clock's time (tests), or None for the database's now()."""
+        """``workflow``: the name its pause flag is kept under; ``now``: a frozen clock's
+        time (tests), or None for the database's now()."""
         return {
+            "curate_workflow": workflow,
             "curate_now": now,
             "curate_limit": limit,
             "curate_worker": worker,
@@ -341,7 +350,7 @@ def _claim(binding: TableBinding) -> Select[Any]:
         due = or_(b.run_after.is_(None), b.run_after <= _now())
     candidates = (
         select(b.pk)
-        .where(queued, due, _lock_free(b))
+        .where(queued, due, _lock_free(b), not_paused())
         .order_by(*_claim_order(b))
         .limit(bindparam("curate_limit"))
         .with_for_update(skip_locked=True)
