@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from typing import Any
 
 from sqlalchemy import Integer, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,7 +36,7 @@ async def noop(item_id: int, session: AsyncSession) -> None:
     """The service does nothing: what is measured is curate's own cost per item."""
 
 
-async def main(items: int, concurrency: int, batch_size: int, url: str) -> None:
+async def main(items: int, concurrency: int, batch_size: int, url: str, outcomes: Any) -> None:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     runtime = curate.configure(
         CurateSettings(database_url=url, database_schema=schema, pool_size=concurrency + 2)
@@ -60,6 +61,7 @@ async def main(items: int, concurrency: int, batch_size: int, url: str) -> None:
         service=noop,
         batch_size=batch_size,
         concurrency=concurrency,
+        outcomes=outcomes,
         run_max_items=items,
         run_max_seconds=3600,
     )
@@ -73,7 +75,7 @@ async def main(items: int, concurrency: int, batch_size: int, url: str) -> None:
         await runtime.database.dispose()
     print(
         f"{result.completed} items in {elapsed:.2f} s = {result.completed / elapsed:,.0f} items/s"
-        f" (concurrency {concurrency}, batch {batch_size})"
+        f" (concurrency {concurrency}, batch {batch_size}, outcomes {outcomes})"
     )
 
 
@@ -82,8 +84,9 @@ if __name__ == "__main__":
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--outcomes", choices=("per_item", "batched"), default="per_item")
     parser.add_argument(
         "--url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test", help="database URL"
     )
     args = parser.parse_args()
-    asyncio.run(main(args.items, args.concurrency, args.batch_size, args.url))
+    asyncio.run(main(args.items, args.concurrency, args.batch_size, args.url, args.outcomes))

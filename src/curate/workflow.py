@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +40,9 @@ class Workflow:
     them (see `curate.settings.WorkflowSettings`). ``lock_key`` (a column name or an SQL
     expression over the table) makes rows with the same key run one at a time and in
     queue order, across all workers. ``item_hooks`` wrap this workflow's items inside the
-    runtime's hooks (`curate.Runtime.add_item_hook`).
+    runtime's hooks (`curate.Runtime.add_item_hook`). ``outcomes="batched"`` writes the
+    completions of many items in one statement, for services that need no transaction
+    shared with their outcome (at-least-once; see `curate.engine.batched`).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Workflow:
         order_by: OrderBy = None,
         lock_key: LockKey = None,
         item_hooks: Sequence[ItemHook] = (),
+        outcomes: Literal["per_item", "batched"] = "per_item",
         batch_size: int | None = None,
         interval_seconds: float | None = None,
         max_instances: int | None = None,
@@ -80,6 +83,12 @@ class Workflow:
         self.order_by = order_by
         self.lock_key = lock_key
         self.item_hooks = tuple(item_hooks)
+        if outcomes not in ("per_item", "batched"):
+            raise ConfigurationError(
+                f"workflow {name}: outcomes={outcomes!r} is invalid: use 'per_item' (the"
+                " service's writes and Complete commit together) or 'batched'"
+            )
+        self.outcomes = outcomes
         self.retry = retry or RetryPolicy()
         self._code_settings = {
             key: value
@@ -136,6 +145,7 @@ class Workflow:
             run_max_seconds=settings.run_max_seconds,
             stale_after_seconds=settings.stale_after_seconds,
             rate_limit=settings.rate_limit,
+            batched_outcomes=self._batched_outcomes(),
             retry=replace(
                 self.retry,
                 max_attempts=settings.max_attempts,
@@ -143,6 +153,16 @@ class Workflow:
                 max_seconds=settings.retry_max_seconds,
             ),
         )
+
+    def _batched_outcomes(self) -> bool:
+        if self.outcomes == "batched" and not self.binding.fences_by_claim:
+            raise ConfigurationError(
+                f"workflow {self.name}: outcomes='batched' needs the columns"
+                f" {self.columns.attempts or self.name + '_attempts'!r} and"
+                f" {self.columns.claimed_by or self.name + '_claimed_by'!r}, to fence the"
+                " batched write on each item's claim"
+            )
+        return self.outcomes == "batched"
 
     async def run(self, runtime: Runtime | None = None) -> RunResult:
         """One run: claim and process queued items until drained or over budget."""

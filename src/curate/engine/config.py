@@ -55,3 +55,5 @@ class RunConfig:
     """Seed-style tables without leases: rescue rows `updated_at` older than this."""
     rate_limit: float | None = None
     """Items per second the workflow may start, across all workers (None: no limit)."""
+    batched_outcomes: bool = False
+    """Write completions many at a time (see `curate.engine.batched`)."""

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from curate.engine.batched import CompletionBatch
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
 from curate.engine.hooks import ItemEvent, around_item, report_error
@@ -27,29 +28,40 @@ from curate.engine.outcome import (
 from curate.errors import ItemTimeoutError
 
 
-async def execute_item(ctx: RunContext, item: ClaimedItem) -> Outcome:
+async def execute_item(
+    ctx: RunContext, item: ClaimedItem, completions: CompletionBatch | None = None
+) -> Outcome:
     """Run the service for one item and record the outcome; never raises but cancellation.
 
     The item hooks (`curate.engine.hooks`) wrap both, and see the outcome; the error hooks
-    hear of a failure once it is recorded.
+    hear of a failure once it is recorded. With ``completions`` (batched outcomes) a
+    success is handed to it to be written later, with others.
     """
     with logger.contextualize(
         workflow=ctx.name, item_id=str(item.id), attempt=item.attempt, worker=ctx.worker_id
     ):
         if not ctx.item_hooks and not ctx.error_hooks:  # the common case: no event per item
-            return await _execute(ctx, item, None)
+            return await _execute(ctx, item, completions, None)
         event = ItemEvent(ctx.name, item.id, item.attempt, ctx.worker_id)
         async with around_item(ctx.item_hooks, event):
-            return await _execute(ctx, item, event)
+            return await _execute(ctx, item, completions, event)
 
 
-async def _execute(ctx: RunContext, item: ClaimedItem, event: ItemEvent | None) -> Outcome:
+async def _execute(
+    ctx: RunContext,
+    item: ClaimedItem,
+    completions: CompletionBatch | None,
+    event: ItemEvent | None,
+) -> Outcome:
     session = ctx.sessionmaker()
     failure: BaseException | None = None
     try:
         try:
             await _call_service(ctx, item, session)
-            outcome = await record_success(ctx, session, item)
+            if completions is None:
+                outcome = await record_success(ctx, session, item)
+            else:
+                outcome = await completions.record(session, item)
         except BaseException as error:
             await _discard(session)
             if _run_is_cancelled(error):

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 from loguru import logger
 
 from curate.engine.backoff import retry_on_connection_loss
+from curate.engine.batched import CompletionBatch
 from curate.engine.claim import claim_batch
 from curate.engine.context import ClaimedItem, RunContext, RunResult
 from curate.engine.controls import admit, give_back
@@ -44,36 +46,18 @@ async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> Ru
     stop = stop or asyncio.Event()
     result = RunResult(workflow=ctx.name)
     started = time.monotonic()
-    deadline = started + ctx.config.run_max_seconds
-    slots = asyncio.Semaphore(ctx.config.concurrency)
-    finished = asyncio.Event()
-    heartbeat = Heartbeat(ctx)
+    completions = (
+        CompletionBatch(ctx, ctx.config.batch_size) if ctx.config.batched_outcomes else None
+    )
     with logger.contextualize(workflow=ctx.name, worker=ctx.worker_id):
-        async with heartbeat.beating(), asyncio.TaskGroup() as tasks:
-            while not stop.is_set() and time.monotonic() < deadline:
-                limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
-                if limit <= 0:
-                    break
-                limit = await admit(ctx, limit, stop, deadline, result)  # pause, rate limit
-                if limit == 0:
-                    break
-                batch = await _claim(ctx, limit, result)
-                await give_back(ctx, limit - len(batch))
-                result.claimed += len(batch)
-                heartbeat.held.update({item.id: item.attempt for item in batch})
-                for index, item in enumerate(batch):
-                    try:
-                        got_slot = await _slot_or_stop(slots, stop)
-                    except asyncio.CancelledError:
-                        await _release(ctx, batch[index:], heartbeat)
-                        raise
-                    if not got_slot:
-                        await _release(ctx, batch[index:], heartbeat)
-                        result.claimed -= len(batch) - index
-                        break
-                    tasks.create_task(_execute(ctx, item, slots, result, heartbeat, finished))
-                if len(batch) < limit and not await _unlocked_more(ctx, batch, heartbeat, finished):
-                    break
+        try:
+            await _claim_and_execute(ctx, stop, result, started, completions)
+        finally:
+            if completions is not None:
+                await completions.flush()
+                result.completed += completions.completed
+                result.dropped += completions.dropped
+                result.unrecorded += completions.unrecorded
     result.elapsed_seconds = time.monotonic() - started
     if result.claimed:
         logger.bind(workflow=ctx.name).info(
@@ -86,6 +70,47 @@ async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> Ru
             result.elapsed_seconds,
         )
     return result
+
+
+async def _claim_and_execute(
+    ctx: RunContext,
+    stop: asyncio.Event,
+    result: RunResult,
+    started: float,
+    completions: CompletionBatch | None,
+) -> None:
+    """Claim batches and start their items until drained, over budget or stopped; return
+    when every started item has finished."""
+    deadline = started + ctx.config.run_max_seconds
+    slots = asyncio.Semaphore(ctx.config.concurrency)
+    finished = asyncio.Event()
+    heartbeat = Heartbeat(ctx)
+    async with heartbeat.beating(), asyncio.TaskGroup() as tasks:
+        while not stop.is_set() and time.monotonic() < deadline:
+            limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
+            if limit <= 0:
+                break
+            limit = await admit(ctx, limit, stop, deadline, result)  # pause, rate limit
+            if limit == 0:
+                break
+            batch = await _claim(ctx, limit, result)
+            await give_back(ctx, limit - len(batch))
+            result.claimed += len(batch)
+            heartbeat.held.update({item.id: item.attempt for item in batch})
+            for index, item in enumerate(batch):
+                try:
+                    got_slot = await _slot_or_stop(slots, stop)
+                except asyncio.CancelledError:
+                    await _release(ctx, batch[index:], heartbeat)
+                    raise
+                if not got_slot:
+                    await _release(ctx, batch[index:], heartbeat)
+                    result.claimed -= len(batch) - index
+                    break
+                running = _Running(slots, result, heartbeat, finished, completions)
+                tasks.create_task(_execute(ctx, item, running))
+            if len(batch) < limit and not await _unlocked_more(ctx, batch, heartbeat, finished):
+                break
 
 
 async def _unlocked_more(
@@ -147,24 +172,29 @@ async def _release(ctx: RunContext, items: list[ClaimedItem], heartbeat: Heartbe
         heartbeat.held.pop(item.id, None)
 
 
-async def _execute(
-    ctx: RunContext,
-    item: ClaimedItem,
-    slots: asyncio.Semaphore,
-    result: RunResult,
-    heartbeat: Heartbeat,
-    finished: asyncio.Event,
-) -> None:
+@dataclass(frozen=True)
+class _Running:
+    """What an item's task shares with its run."""
+
+    slots: asyncio.Semaphore
+    result: RunResult
+    heartbeat: Heartbeat
+    finished: asyncio.Event
+    completions: CompletionBatch | None
+
+
+async def _execute(ctx: RunContext, item: ClaimedItem, run: _Running) -> None:
     try:
-        outcome = await execute_item(ctx, item)
+        outcome = await execute_item(ctx, item, run.completions)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a defect in curate itself: log it, keep the run going
         logger.exception("unexpected error while processing item {}: {}", item.id, exc)
         outcome = Outcome.UNRECORDED
     finally:
-        slots.release()
-        heartbeat.held.pop(item.id, None)
-        finished.set()
-    counter = _COUNTERS[outcome]
-    setattr(result, counter, getattr(result, counter) + 1)
+        run.slots.release()
+        run.heartbeat.held.pop(item.id, None)
+        run.finished.set()
+    counter = _COUNTERS.get(outcome)  # a batched completion is counted when written
+    if counter is not None:
+        setattr(run.result, counter, getattr(run.result, counter) + 1)

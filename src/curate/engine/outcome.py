@@ -26,6 +26,8 @@ class Outcome(enum.Enum):
     """The claim was lost; nothing was written."""
     UNRECORDED = "unrecorded"
     """The database refused the write; the row stays Processing until it is rescued."""
+    BATCHED = "batched"
+    """Done; its completion is written later, with others (`curate.engine.batched`)."""
 
 
 async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedItem) -> Outcome:

@@ -37,6 +37,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.dml import ReturningUpdate, Update
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -56,6 +57,9 @@ class WorkflowStatements:
     - ``complete``: fenced on the claim; sets the complete status unless the service
       already moved the row out of Processing. Returns the row's final ``status``; no row
       means the claim was lost.
+    - ``complete_many`` (batched outcomes): marks complete every row of ``curate_ids``
+      still Processing under this worker's claim of ``curate_attempts`` (same order),
+      in one statement; returns the ids it updated. None without attempts/claimed_by.
     - ``fail``: fenced on the claim and on Processing; re-queues after a delay or sets
       the failed status for good (``delay_seconds`` None).
     - ``queue``: queues rows afresh (attempts 0 unless the row is running), due now, at
@@ -88,6 +92,7 @@ class WorkflowStatements:
 
     claim: Select[Any]
     complete: ReturningUpdate[Any]
+    complete_many: ReturningUpdate[Any] | None
     fail: ReturningUpdate[Any]
     queue: Update
     release: ReturningUpdate[Any]
@@ -102,6 +107,7 @@ class WorkflowStatements:
         return cls(
             claim=_claim(binding),
             complete=_complete(binding),
+            complete_many=_complete_many(binding) if binding.fences_by_claim else None,
             fail=_fail(binding),
             queue=_queue(binding),
             release=_release(binding),
@@ -137,6 +143,17 @@ class WorkflowStatements:
         statuses = self.binding.statuses
         return {
             **_fence_params(item_id, worker, attempt),
+            "curate_processing": self._status(statuses.processing),
+            "curate_complete": self._status(statuses.complete),
+        }
+
+    def complete_many_params(self, claims: dict[Any, int], worker: str) -> dict[str, Any]:
+        """``claims``: item id → attempt of the items to mark complete."""
+        statuses = self.binding.statuses
+        return {
+            "curate_ids": list(claims),
+            "curate_attempts": list(claims.values()),
+            "curate_worker": worker,
             "curate_processing": self._status(statuses.processing),
             "curate_complete": self._status(statuses.complete),
         }
@@ -458,6 +475,33 @@ def _complete(binding: TableBinding) -> ReturningUpdate[Any]:
             }
         )
         .returning(b.status.label("status"))
+    )
+
+
+def _complete_many(binding: TableBinding) -> ReturningUpdate[Any]:
+    b = binding
+    assert b.attempts is not None and b.claimed_by is not None
+    claims = select(
+        func.unnest(bindparam("curate_ids", type_=ARRAY(b.pk.type))).label("id"),
+        func.unnest(bindparam("curate_attempts", type_=ARRAY(Integer()))).label("attempt"),
+    ).subquery("curate_claims")
+    return (
+        update(b.table)
+        .where(
+            b.pk == claims.c.id,
+            b.attempts == claims.c.attempt,
+            b.claimed_by == bindparam("curate_worker"),
+            b.status == _status_param(b, "curate_processing"),
+        )
+        .values(
+            {
+                b.status: _status_param(b, "curate_complete"),
+                b.error: null(),
+                **_lease_cleared(b),
+                **_touch(b),
+            }
+        )
+        .returning(b.pk)
     )
 
 
