@@ -135,6 +135,9 @@ async def _slot_or_stop(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:
     """Wait for a free slot (True, the slot taken) or for ``stop`` (False, no slot)."""
     if stop.is_set():
         return False
+    if not slots.locked():  # a slot is free: take it without the cost of two futures
+        await slots.acquire()
+        return True
     acquiring = asyncio.ensure_future(slots.acquire())
     stopping = asyncio.ensure_future(stop.wait())
     try:
