@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, String, Text, event, insert, text, update
+from sqlalchemy import Column, Integer, String, Text, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
 from curate import ProcessingStatus, RetryPolicy, Workflow
+from curate.engine.driver import driver_statement
 from curate.engine.error_text import ERROR_MAX_LENGTH
 from curate.testing import wait_until
 from tests.helpers import (
@@ -306,7 +307,7 @@ async def test_several_loops_process_each_item_exactly_once(
 async def test_claim_is_served_by_the_partial_index(
     runtime: curate.Runtime, engine: AsyncEngine
 ) -> None:
-    """EXPLAIN the very statement and parameters the claim sends to PostgreSQL."""
+    """EXPLAIN the very statement and arguments the claim sends to PostgreSQL."""
     async with engine.begin() as conn:
         await conn.execute(
             text("CREATE INDEX ix_items_work_queued ON items (id) WHERE work_status = 'Queued'")
@@ -316,21 +317,16 @@ async def test_claim_is_served_by_the_partial_index(
             [{"id": i, "work_status": ProcessingStatus.Complete} for i in range(1, 20_001)],
         )
         await conn.execute(text("ANALYZE items"))
-    sent: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        if "FOR UPDATE SKIP LOCKED" in statement:
-            sent.append((statement, parameters))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", capture)
-    try:
-        assert (await work().run()).claimed == 0
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    [(statement, parameters)] = sent
+    flow = work()
+    assert (await flow.run()).claimed == 0
+    # The SQL and arguments the driver is sent (curate.engine.driver), as sent.
+    claim = driver_statement(flow.statements.claim, engine.dialect)
+    params = flow.statements.claim_params("work", 10, "test-worker", timedelta(seconds=60))
     async with engine.connect() as conn:
-        result = await conn.exec_driver_sql("EXPLAIN " + statement, parameters)
-        plan = "\n".join(row[0] for row in result)
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        rows = await driver.fetch("EXPLAIN " + claim.sql, *claim.arguments(params))
+        plan = "\n".join(row[0] for row in rows)
     assert "ix_items_work_queued" in plan, plan
 
 

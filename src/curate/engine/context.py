@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Executable, Row
+from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from curate.engine.binding import TableBinding
 from curate.engine.config import RunConfig
+from curate.engine.driver import DriverRow, execute_alone
 from curate.engine.hooks import ErrorHook, ItemHook, Observer
 from curate.sql import WorkflowStatements
 
@@ -42,19 +43,12 @@ class RunContext:
         engine: AsyncEngine = self.sessionmaker.kw["bind"]
         return engine
 
-    @cached_property
-    def autocommit(self) -> AsyncEngine:
-        """The same pool in autocommit: one statement is its own transaction, without the
-        BEGIN and COMMIT round trips (curate's own single-statement writes use it)."""
-        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
-
     async def execute_alone(
         self, statement: Executable, params: Mapping[str, Any]
-    ) -> list[Row[Any]]:
-        """Run one statement as its own transaction; its rows (an UPDATE's RETURNING)."""
-        async with self.autocommit.connect() as connection:
-            result = await connection.execute(statement, params)
-            return list(result.all()) if result.returns_rows else []
+    ) -> list[DriverRow]:
+        """Run one of curate's statements as its own transaction, through the driver
+        (`curate.engine.driver`); its rows (an UPDATE's RETURNING)."""
+        return await execute_alone(self.engine, statement, params)
 
 
 @dataclass(frozen=True)
