@@ -177,11 +177,12 @@ class Runtime:
                     # a wake-up either lands here (claim again) or starts a new run.
                     if not self.pickup.take_wake(workflow.name) or stop.is_set():
                         break
+            # Still an active run: a shutdown waits for this query instead of cutting it.
+            await self._wake_when_due(workflow, ctx)
         finally:
             self._stops.discard(stop)
             if task is not None:
                 self._active.discard(task)
-        await self._wake_when_due(workflow, ctx)
         return result
 
     def _start_woken_run(self, name: str) -> None:

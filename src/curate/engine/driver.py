@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -123,15 +124,17 @@ async def execute_alone(
     own executions meets a disconnect) and the caller's retry gets a fresh connection.
     """
     compiled = driver_statement(statement, engine.dialect)
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        try:
-            records = await raw.driver_connection.fetch(  # type: ignore[union-attr]
-                compiled.sql, *compiled.arguments(params)
-            )
-        except Exception as exc:
-            if is_connection_error(exc):
-                await connection.invalidate(exc)
-                await engine.dispose(close=False)
-            raise
+    # The pool's own connection, without a SQLAlchemy Connection around it: it is never
+    # in a transaction, so handing it back needs no I/O.
+    raw = await engine.raw_connection()
+    try:
+        driver: Any = raw.driver_connection
+        records = await driver.fetch(compiled.sql, *compiled.arguments(params))
+    except Exception as exc:
+        if is_connection_error(exc):
+            await greenlet_spawn(raw.invalidate, exc)
+            await engine.dispose(close=False)
+        raise
+    finally:
+        raw.close()
     return [compiled.row(record) for record in records]

@@ -53,7 +53,7 @@ async def _execute(
     completions: CompletionBatch | None,
     event: ItemEvent | None,
 ) -> Outcome:
-    session = ctx.sessionmaker()
+    session = ctx.spare_sessions.pop() if ctx.spare_sessions else ctx.sessionmaker()
     failure: BaseException | None = None
     try:
         try:
@@ -70,7 +70,8 @@ async def _execute(
             outcome = await record_failure(ctx, item, error)
             failure = error
     finally:
-        await _close(session)
+        if await _close(session):
+            ctx.spare_sessions.append(session)
     if event is not None:
         event.outcome = outcome
         if failure is not None:
@@ -104,19 +105,23 @@ async def _discard(session: AsyncSession) -> None:
     await _or_invalidate(session, session.rollback, "rollback")
 
 
-async def _close(session: AsyncSession) -> None:
-    await _or_invalidate(session, session.close, "closing the session")
+async def _close(session: AsyncSession) -> bool:
+    """Close the session; True if it closed cleanly (it can serve another item)."""
+    return await _or_invalidate(session, session.close, "closing the session")
 
 
 async def _or_invalidate(
     session: AsyncSession, operation: Callable[[], Awaitable[None]], what: str
-) -> None:
-    """Run ``operation``; if the connection is broken, invalidate it instead of reusing it."""
+) -> bool:
+    """Run ``operation`` (True); if the connection is broken, invalidate it instead of
+    reusing it (False)."""
     try:
         await operation()
+        return True
     except BaseException as exc:
         logger.debug("{} failed ({}); invalidating the connection", what, format_error(exc))
         try:
             await session.invalidate()
         except BaseException as again:
             logger.debug("invalidating the connection failed: {}", format_error(again))
+        return False
