@@ -1,0 +1,658 @@
+"""Render a benchmark run: its JSON lines become docs/benchmarks.md and docs/benchmarks.png.
+
+    python bench/render.py bench/results/<timestamp>.jsonl [--docs-dir docs] [--no-plot]
+
+The Markdown needs only the standard library; the plot needs matplotlib (bench/.venv-peers has
+it) and is left out, with a note in the page, when it is missing. Every figure, ratio and
+target verdict is computed from the results file; nothing in the page is written by hand
+except the optional notes file, copied under "Where the time goes".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "benchmarks.md"
+PLOT = "benchmarks.png"
+
+CURATE = "curate"
+PEER_ORDER = ("procrastinate", "pgqueuer", "oban", "naive")
+# From the issue's measurements (2 vCPUs, PostgreSQL 15): raw asyncpg, one
+# `UPDATE … WHERE id = ANY($1)` per batch of 1,000 rows. Not re-measured by the run.
+RAW_SQL_CEILING = 28_000
+CLAIM_FLAT_FACTOR = 1.5
+PICKUP_P50_TARGET_MS = 10.0
+
+DASH = "\u2013"  # an en dash, for a figure the run does not have
+TIMES = "\u00d7"  # the multiplication sign of a ratio
+
+Line = dict[str, Any]
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def read_lines(path: Path) -> list[Line]:
+    """The JSON objects of a results file, in order; blank and broken lines are skipped."""
+    lines = []
+    for raw in path.read_text().splitlines():
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            lines.append(value)
+    return lines
+
+
+@dataclass
+class Run:
+    """A results file split by measure."""
+
+    meta: Line
+    end: Line
+    drains: list[Line]
+    pickups: list[Line]
+    claims: list[Line]
+    problems: list[Line]
+
+    @classmethod
+    def load(cls, path: Path) -> Run:
+        lines = read_lines(path)
+
+        def measure(name: str) -> list[Line]:
+            return [line for line in lines if line.get("measure") == name]
+
+        return cls(
+            meta=next(iter(measure("meta")), {}),
+            end=next(iter(measure("end")), {}),
+            drains=measure("drain"),
+            pickups=measure("pickup"),
+            claims=measure("claim_cost"),
+            problems=[line for line in lines if "error" in line],
+        )
+
+
+def ok(line: Line) -> bool:
+    return "error" not in line
+
+
+def _system_rank(system: str) -> int:
+    order = (CURATE, *PEER_ORDER)
+    return order.index(system) if system in order else len(order)
+
+
+def config_label(line: Line) -> str:
+    """What distinguishes a drain line of one system from another: the config run.py set."""
+    return str(line.get("config") or line.get("mode") or "default")
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return DASH
+    return f"{value:,.{digits}f}"
+
+
+def ratio(value: float | None) -> str:
+    return DASH if value is None else f"{value:.2f}{TIMES}"
+
+
+def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def error_text(line: Line) -> str:
+    text = " ".join(str(line.get("error", "")).split())
+    return (text[:117] + "…") if len(text) > 120 else text
+
+
+# --- drain throughput ---------------------------------------------------------------------
+
+
+def drain_rate(line: Line) -> float | None:
+    value = line.get("per_second")
+    return float(value) if ok(line) and value is not None else None
+
+
+def best_peer(lines: Iterable[Line], key: Callable[[Line], float | None], *, low: bool) -> Line:
+    """The peer line with the best figure (lowest when ``low``), or {} if none has one."""
+    candidates = [line for line in lines if line.get("system") != CURATE and key(line) is not None]
+    if not candidates:
+        return {}
+    chooser = min if low else max
+    return chooser(candidates, key=lambda line: key(line) or 0.0)
+
+
+def drain_note(line: Line) -> str:
+    if not ok(line):
+        return f"failed: {error_text(line)}"
+    if line.get("timed_out"):
+        return (
+            f"stopped at {number(line.get('seconds'), 0)} s: {number(line.get('completed'))} done"
+        )
+    return ""
+
+
+def drain_order(run: Run) -> Callable[[Line], tuple[int, int, int]]:
+    """Sort key for drain lines: system, then configs in the order the run ran them."""
+    configs: dict[str, int] = {}
+    for line in run.drains:
+        configs.setdefault(config_label(line), len(configs))
+    return lambda x: (
+        _system_rank(str(x.get("system"))),
+        configs[config_label(x)],
+        int(x.get("workers") or 1),
+    )
+
+
+def drain_sections(run: Run) -> list[str]:
+    out: list[str] = []
+    sizes = sorted({int(line["n"]) for line in run.drains if line.get("n")})
+    for n in sizes:
+        lines = sorted((line for line in run.drains if line.get("n") == n), key=drain_order(run))
+        best = best_peer(lines, drain_rate, low=False)
+        best_rate = drain_rate(best) if best else None
+        rows = []
+        for line in lines:
+            rate = drain_rate(line)
+            versus = ""
+            if line.get("system") == CURATE and rate and best_rate:
+                versus = ratio(rate / best_rate)
+            elif line is best:
+                versus = "best peer"
+            rows.append(
+                [
+                    str(line.get("system")),
+                    config_label(line),
+                    str(line.get("workers", DASH)),
+                    number(rate),
+                    number(line.get("seconds"), 2) if ok(line) else DASH,
+                    versus,
+                    drain_note(line),
+                ]
+            )
+        out += [f"### N = {n:,}", ""]
+        out += table(
+            ["System", "Config", "Workers", "Items/s", "Seconds", "curate / best peer", "Note"],
+            rows,
+        )
+        out.append("")
+    return out
+
+
+# --- pick-up latency ----------------------------------------------------------------------
+
+
+def p50(line: Line) -> float | None:
+    return float(line["p50_ms"]) if ok(line) and line.get("p50_ms") is not None else None
+
+
+def p95(line: Line) -> float | None:
+    return float(line["p95_ms"]) if ok(line) and line.get("p95_ms") is not None else None
+
+
+def pickup_section(run: Run) -> list[str]:
+    rows = []
+    for notify in ("on", "off"):
+        lines = sorted(
+            (line for line in run.pickups if line.get("notify") == notify),
+            key=lambda x: _system_rank(str(x.get("system"))),
+        )
+        best50 = best_peer(lines, p50, low=True)
+        best95 = best_peer(lines, p95, low=True)
+        for line in lines:
+            versus50 = "best peer" if line is best50 else ""
+            versus95 = "best peer" if line is best95 else ""
+            if line.get("system") == CURATE:
+                versus50 = _inverse_ratio(p50(best50) if best50 else None, p50(line))
+                versus95 = _inverse_ratio(p95(best95) if best95 else None, p95(line))
+            rows.append(
+                [
+                    str(line.get("system")),
+                    notify,
+                    _count(line),
+                    number(p50(line), 1),
+                    number(p95(line), 1),
+                    number(line.get("max_ms"), 1) if ok(line) else DASH,
+                    versus50,
+                    versus95,
+                    "" if ok(line) else f"failed: {error_text(line)}",
+                ]
+            )
+    header = ["System", "NOTIFY", "Rows started", "p50 ms", "p95 ms", "max ms"]
+    header += ["best peer / curate (p50)", "(p95)", "Note"]
+    return table(header, rows)
+
+
+def _count(line: Line) -> str:
+    """Rows whose start was seen, of those queued when the runner says."""
+    if not ok(line):
+        return DASH
+    seen, queued = number(line.get("count")), line.get("enqueued")
+    return seen if queued is None else f"{seen} of {number(queued)}"
+
+
+def _inverse_ratio(peer: float | None, ours: float | None) -> str:
+    return ratio(peer / ours) if peer is not None and ours else DASH
+
+
+# --- claim cost and memory ----------------------------------------------------------------
+
+
+def claim_base(run: Run) -> float | None:
+    base = [p50(line) for line in run.claims if line.get("rows") == min_rows(run)]
+    return base[0] if base else None
+
+
+def min_rows(run: Run) -> int | None:
+    sizes = [int(line["rows"]) for line in run.claims if ok(line) and line.get("rows")]
+    return min(sizes) if sizes else None
+
+
+def claim_section(run: Run) -> list[str]:
+    base = claim_base(run)
+    rows = []
+    for line in sorted(run.claims, key=lambda x: int(x.get("rows") or 0)):
+        figure = p50(line)
+        versus = ratio(figure / base) if figure is not None and base else DASH
+        rows.append(
+            [
+                number(line.get("rows")),
+                number(line.get("queued")),
+                number(figure, 2),
+                number(p95(line), 2),
+                versus,
+                "" if ok(line) else f"failed: {error_text(line)}",
+            ]
+        )
+    base_rows = number(min_rows(run))
+    header = ["Table rows", "Queued", "p50 ms", "p95 ms", f"p50 vs {base_rows} rows", "Note"]
+    return table(header, rows)
+
+
+def memory_section(run: Run) -> list[str]:
+    """Peak RSS of the largest drain each system/config/workers ran."""
+    largest: dict[tuple[str, str, int], Line] = {}
+    for line in run.drains:
+        if not ok(line) or line.get("peak_rss_mb") is None:
+            continue
+        key = (str(line.get("system")), config_label(line), int(line.get("workers") or 1))
+        if key not in largest or int(line.get("n") or 0) > int(largest[key].get("n") or 0):
+            largest[key] = line
+    rows = [
+        [system, config, str(workers), number(line.get("n")), number(line["peak_rss_mb"], 1)]
+        for (system, config, workers), line in sorted(
+            largest.items(), key=lambda item: drain_order(run)(item[1])
+        )
+    ]
+    return table(["System", "Config", "Workers", "N", "Peak RSS MB"], rows)
+
+
+# --- targets ------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    text: str
+    figure: str
+    met: bool | None  # None: the run has no data for it
+
+
+def _drain(run: Run, system: str, config: str, n: int, workers: int = 1) -> float | None:
+    for line in run.drains:
+        if (
+            line.get("system") == system
+            and config_label(line) == config
+            and line.get("n") == n
+            and int(line.get("workers") or 1) == workers
+        ):
+            return drain_rate(line)
+    return None
+
+
+def _best_config(run: Run, system: str, n: int) -> tuple[str, float] | None:
+    rates = [
+        (config_label(line), rate)
+        for line in run.drains
+        if line.get("system") == system
+        and line.get("n") == n
+        and (rate := drain_rate(line)) is not None
+    ]
+    return max(rates, key=lambda item: item[1]) if rates else None
+
+
+def _combine(parts: list[tuple[str, bool]]) -> tuple[str, bool | None]:
+    if not parts:
+        return "no data in this run", None
+    return "; ".join(text for text, _ in parts), all(met for _, met in parts)
+
+
+def _curate_sizes(run: Run) -> list[int]:
+    return sorted({int(x["n"]) for x in run.drains if x.get("system") == CURATE and x.get("n")})
+
+
+def per_item_target(run: Run) -> Target:
+    parts = []
+    for n in _curate_sizes(run):
+        ours, theirs = _drain(run, CURATE, "per_item", n), _drain(run, "pgqueuer", "default", n)
+        if ours is not None and theirs is not None:
+            parts.append(
+                (
+                    f"N = {n:,}: {number(ours)} vs {number(theirs)}/s ({ratio(ours / theirs)})",
+                    ours >= theirs,
+                )
+            )
+    figure, met = _combine(parts)
+    return Target("Per-item transactions (1 worker) ≥ PgQueuer default", figure, met)
+
+
+def batched_target(run: Run) -> Target:
+    parts = []
+    for n in _curate_sizes(run):
+        ours, best = _drain(run, CURATE, "batched", n), _best_config(run, "pgqueuer", n)
+        if ours is None or best is None:
+            continue
+        config, theirs = best
+        half = RAW_SQL_CEILING / 2
+        parts.append(
+            (
+                f"N = {n:,}: {number(ours)} vs PgQueuer {config} {number(theirs)}/s"
+                f" ({ratio(ours / theirs)}), half ceiling {number(half)}/s",
+                ours > theirs and ours > half,
+            )
+        )
+    figure, met = _combine(parts)
+    text = (
+        "Batched outcomes (1 worker) > PgQueuer's best config and"
+        f" > half the raw-SQL ceiling ({RAW_SQL_CEILING:,}/s)"
+    )
+    return Target(text, figure, met)
+
+
+def pickup_target(run: Run) -> Target:
+    figures = [
+        p50(line)
+        for line in run.pickups
+        if line.get("system") == CURATE and line.get("notify") == "on"
+    ]
+    value = next((f for f in figures if f is not None), None)
+    if value is None:
+        return Target("Pick-up p50 ≤ 10 ms with NOTIFY", "no data in this run", None)
+    return Target(
+        f"Pick-up p50 ≤ {PICKUP_P50_TARGET_MS:g} ms with NOTIFY",
+        f"{value:.1f} ms",
+        value <= PICKUP_P50_TARGET_MS,
+    )
+
+
+def claim_target(run: Run) -> Target:
+    text = f"Claim p50 at 10,000,000 rows ≤ {CLAIM_FLAT_FACTOR}{TIMES} the 10,000-row figure"
+    by_rows = {int(line["rows"]): p50(line) for line in run.claims if line.get("rows")}
+    small, large = by_rows.get(10_000), by_rows.get(10_000_000)
+    if small is None or large is None or not small:
+        return Target(text, "no data in this run", None)
+    return Target(
+        text,
+        f"{large:.2f} vs {small:.2f} ms ({ratio(large / small)})",
+        large <= CLAIM_FLAT_FACTOR * small,
+    )
+
+
+def targets(run: Run) -> list[Target]:
+    return [per_item_target(run), batched_target(run), pickup_target(run), claim_target(run)]
+
+
+def targets_section(run: Run) -> list[str]:
+    verdicts = {True: "**met**", False: "**not met**", None: "not measured"}
+    return table(
+        ["Target (issue 8)", "This run", "Verdict"],
+        ([t.text, t.figure, verdicts[t.met]] for t in targets(run)),
+    )
+
+
+# --- machine, versions, commands ----------------------------------------------------------
+
+
+def machine_section(run: Run) -> list[str]:
+    meta = run.meta
+    machine = meta.get("machine", {})
+    rows = [
+        ["CPU", f"{machine.get('cpu_model', '?')}, {machine.get('cpu_count', '?')} CPUs"],
+        ["RAM", f"{number(machine.get('ram_gb'), 1)} GB"],
+        ["OS", str(machine.get("os", "?"))],
+        ["PostgreSQL", str(meta.get("postgresql", "?"))],
+        ["curate commit", str(meta.get("git", "?"))],
+    ]
+    for env, version in sorted(meta.get("pythons", {}).items()):
+        rows.append([f"Python ({env})", str(version).split()[0]])
+    for env, packages in sorted(meta.get("packages", {}).items()):
+        listed = ", ".join(f"{name} {ver}" for name, ver in sorted(packages.items()) if ver)
+        rows.append([f"Packages ({env})", listed or DASH])
+    rows.append(["Started", str(meta.get("started_at", "?"))])
+    rows.append(["Finished", f"{run.end.get('finished_at', '?')} ({_duration(run)})"])
+    return table(["", "This run"], rows)
+
+
+def _duration(run: Run) -> str:
+    seconds = run.end.get("seconds")
+    return "unfinished" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def commands_section(run: Run) -> list[str]:
+    out = ["This run:", "", "```bash", str(run.meta.get("command", "?")), "```", ""]
+    steps = [line.get("argv") for line in (*run.drains, *run.pickups, *run.claims)]
+    shown = [" ".join(argv) for argv in steps if argv]
+    if shown:
+        out += ["Each step, as run (one subprocess each):", "", "```bash", *shown, "```", ""]
+    return out
+
+
+def notes_section(notes: Path | None) -> list[str]:
+    if notes is not None and notes.is_file():
+        return [notes.read_text().strip(), ""]
+    return ["*No profile notes yet (`bench/notes.md` is copied here when it exists).*", ""]
+
+
+def problems_section(run: Run) -> list[str]:
+    if not run.problems:
+        return []
+    rows = [
+        [
+            str(x.get("measure", "?")),
+            str(x.get("system", "?")),
+            str(x.get("step", "")),
+            error_text(x),
+        ]
+        for x in run.problems
+    ]
+    return ["## Steps that failed", "", *table(["Measure", "System", "Step", "Error"], rows), ""]
+
+
+def run_kind_warning(run: Run) -> list[str]:
+    kind = run.meta.get("run", "full")
+    if kind == "full":
+        return []
+    return [
+        f"> **This page comes from a {kind} run** (`{run.meta.get('command', '?')}`), not the full"
+        " benchmark: its figures are not the ones to quote. Run `bench/run` for those.",
+        "",
+    ]
+
+
+# --- the page -----------------------------------------------------------------------------
+
+
+def render_markdown(
+    run: Run, results: Path, docs_dir: Path, plot: Path | None, notes: Path | None
+) -> str:
+    source = os.path.relpath(results, docs_dir)
+    out = [
+        "# Benchmarks",
+        "",
+        "curate against the queues its users would otherwise pick (Procrastinate, PgQueuer,"
+        " Oban for Python) and a hand-written status loop, on one machine and one PostgreSQL,"
+        " with no-op handlers, in one run. This page is generated by `bench/render.py` from"
+        f" the raw results [`{Path(source).name}`]({source}); do not edit it by hand.",
+        "",
+        *run_kind_warning(run),
+        "Ratios compare curate with the best peer *of the same run*: for throughput"
+        " curate / best peer, for latency best peer / curate, so above 1 curate is ahead.",
+        "",
+        "## Targets",
+        "",
+        *targets_section(run),
+        "",
+        "## Drain throughput",
+        "",
+        "N no-op items already queued; the clock runs from worker start to the last outcome"
+        " committed. `per_item`: one transaction per item (curate's default guarantee);"
+        " `batched`: outcomes of many items written in one fenced statement (at-least-once).",
+        "",
+    ]
+    if plot is not None:
+        out += [f"![Drain throughput and pick-up latency]({plot.name})", ""]
+    else:
+        out += ["*The plot was not rendered (matplotlib is not installed here).*", ""]
+    out += drain_sections(run)
+    out += [
+        "## Pick-up latency",
+        "",
+        f"From the commit that queues one row to its handler starting, at"
+        f" {_rate(run)} rows/s, with LISTEN/NOTIFY on and off where the system allows.",
+        "",
+        *pickup_section(run),
+        "",
+        "## Claim cost vs table size",
+        "",
+        "One claim of 10 rows (curate's claim statement, rolled back each time) with 1,000"
+        " queued rows in tables of growing size; the partial index on queued rows should keep"
+        " it flat.",
+        "",
+        *claim_section(run),
+        "",
+        "## Memory",
+        "",
+        "Peak resident memory (RSS) of a worker process, the largest one when several ran,"
+        " sampled every 100 ms during the largest drain of each configuration.",
+        "",
+        *memory_section(run),
+        "",
+        "## Where the time goes",
+        "",
+        *notes_section(notes),
+        *problems_section(run),
+        "## Machine and versions",
+        "",
+        *machine_section(run),
+        "",
+        "## Commands",
+        "",
+        *commands_section(run),
+    ]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _rate(run: Run) -> str:
+    rates = {float(x["rate"]) for x in run.pickups if ok(x) and x.get("rate")}
+    return ", ".join(f"{rate:g}" for rate in sorted(rates)) or "?"
+
+
+# --- the plot -----------------------------------------------------------------------------
+
+
+def _bars(axis: Any, labels: list[str], series: dict[str, list[float]], unit: str) -> None:
+    """Grouped horizontal bars on a log scale, one group per label, one bar per series."""
+    if not any(value > 0 for values in series.values() for value in values):
+        axis.text(0.5, 0.5, "no data in this run", ha="center", va="center")
+        axis.set_axis_off()
+        return
+    height = 0.8 / max(1, len(series))
+    for index, (name, values) in enumerate(series.items()):
+        positions = [i + index * height for i in range(len(labels))]
+        axis.barh(positions, values, height, label=name)
+    axis.set_yticks([i + height * (len(series) - 1) / 2 for i in range(len(labels))])
+    axis.set_yticklabels(labels)
+    axis.invert_yaxis()
+    axis.set_xscale("log")
+    axis.set_xlabel(f"{unit} (log scale)")
+    axis.legend()
+
+
+def render_plot(run: Run, path: Path) -> bool:
+    """Drain throughput bars and pick-up p50/p95; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    drains = sorted((x for x in run.drains if drain_rate(x) is not None), key=drain_order(run))
+
+    def key(line: Line) -> tuple[str, str, int]:
+        return str(line["system"]), config_label(line), int(line.get("workers") or 1)
+
+    keys = list(dict.fromkeys(map(key, drains)))
+    throughput = {
+        f"N = {n:,}": [
+            next((drain_rate(x) or 0.0 for x in drains if x["n"] == n and key(x) == k), 0.0)
+            for k in keys
+        ]
+        for n in sorted({int(x["n"]) for x in drains})
+    }
+    pickups = [line for line in run.pickups if p50(line) is not None]
+    rows = max(len(keys), len(pickups))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, max(4.0, 0.4 * rows + 1.5)))
+    _bars(left, [f"{s} {c} {TIMES}{w}" for s, c, w in keys], throughput, "items/s")
+    left.set_title(f"Drain throughput ({TIMES}n = n worker processes)")
+    latency = {"p50": [p50(x) or 0.0 for x in pickups], "p95": [p95(x) or 0.0 for x in pickups]}
+    names = [f"{x['system']} NOTIFY {x['notify']}" for x in pickups]
+    _bars(right, names, latency, "ms from queueing to start")
+    right.set_title(f"Pick-up latency at {_rate(run)} rows/s")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def render(results: Path, docs_dir: Path, notes: Path | None, plot: bool = True) -> Path:
+    """Write benchmarks.md (and benchmarks.png when possible) into ``docs_dir``."""
+    run = Run.load(results)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    plot_path = docs_dir / PLOT
+    try:
+        drawn = plot and render_plot(run, plot_path)
+    except (ValueError, RuntimeError, OSError) as error:  # the page is worth more than the plot
+        print(f"render: no plot: {error!r}", file=sys.stderr)
+        drawn = False
+    page = docs_dir / PAGE
+    page.write_text(render_markdown(run, results, docs_dir, plot_path if drawn else None, notes))
+    return page
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("results", type=Path, help="a bench/results/*.jsonl file")
+    parser.add_argument("--docs-dir", type=Path, default=ROOT / "docs")
+    parser.add_argument("--notes", type=Path, default=ROOT / "bench" / "notes.md")
+    parser.add_argument("--no-plot", action="store_true", help="write the Markdown only")
+    args = parser.parse_args()
+    page = render(args.results.resolve(), args.docs_dir.resolve(), args.notes, not args.no_plot)
+    print(page)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,637 @@
+"""Run the whole benchmark in one command: curate and its peers, one PostgreSQL, one results file.
+
+    python bench/run.py                     # the full run (< 30 min on 2 cores)
+    python bench/run.py --quick             # the smoke run: curate and naive, tiny N
+    python bench/run.py --only curate,pgqueuer
+    python bench/run.py --skip-peers
+
+Every step is a subprocess (a runner in bench/runners/) with a timeout; its JSON line, or a
+line with "error" when it fails, is appended to bench/results/<UTC timestamp>.jsonl, after a
+"meta" line (machine, PostgreSQL, Python and package versions, this command line). At the end
+bench/render.py turns the file into docs/benchmarks.md and docs/benchmarks.png.
+
+The peers' environments are created when missing: bench/.venv-peers (Procrastinate,
+PgQueuer, matplotlib) with this Python, bench/.venv-oban (Oban for Python) with Python 3.12
+(--python312, else `pyenv prefix 3.12`). The server at --dsn is only used, never reconfigured.
+Standard library only, so any Python >= 3.11 runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RUNNERS = BENCH / "runners"
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+PEERS_PACKAGES = [
+    "procrastinate",
+    "pgqueuer",
+    "psutil",
+    "asyncpg",
+    "sqlalchemy",
+    "apscheduler<4",
+    "psycopg[binary]",
+    "matplotlib",
+]
+OBAN_PACKAGES = ["oban", "psutil", "asyncpg"]
+# Each environment: its directory, and the distributions whose versions the meta line records.
+ENVS = {
+    "main": (ROOT / ".venv", ["curate", "sqlalchemy", "asyncpg", "apscheduler", "psutil"]),
+    "peers": (BENCH / ".venv-peers", ["procrastinate", "pgqueuer", "psycopg", "asyncpg"]),
+    "oban": (BENCH / ".venv-oban", ["oban", "asyncpg"]),
+}
+SYSTEM_ENV = {
+    "curate": "main",
+    "procrastinate": "peers",
+    "pgqueuer": "peers",
+    "oban": "oban",
+    "naive": "main",
+}
+SYSTEMS = list(SYSTEM_ENV)
+# LISTEN/NOTIFY on and off where the system allows it: the naive loop only polls, PgQueuer
+# and Oban for Python always LISTEN (their runners ignore --notify off).
+NOTIFY_MODES = {"naive": ("off",), "pgqueuer": ("on",), "oban": ("on",)}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each measure is: the full run, or the smoke run of --quick."""
+
+    drain_n: tuple[int, ...]
+    workers: tuple[int, ...]
+    naive_n: int
+    slow_peer_n: tuple[int, ...]  # Procrastinate: ~250-500 jobs/s, so 10,000 only
+    slow_peer_cap: float
+    latency_seconds: float
+    claim_rows: tuple[int, ...]
+    drain_cap: dict[int, float]  # --max-seconds per N
+    naive_cap: float
+
+
+FULL = Sizes(
+    drain_n=(10_000, 100_000),
+    workers=(1, 2, 4),
+    naive_n=1_000,
+    slow_peer_n=(10_000,),
+    slow_peer_cap=120,
+    latency_seconds=10,
+    claim_rows=(10_000, 1_000_000, 10_000_000),
+    drain_cap={10_000: 90, 100_000: 150},
+    naive_cap=120,
+)
+QUICK = Sizes(
+    drain_n=(200,),
+    workers=(1,),
+    naive_n=50,
+    slow_peer_n=(200,),
+    slow_peer_cap=30,
+    latency_seconds=2,
+    claim_rows=(10_000,),
+    drain_cap={200: 30},
+    naive_cap=30,
+)
+LATENCY_RATE = 50
+CLAIM_QUEUED = 1_000
+# Seconds a step may take beyond its own bound: interpreter start, schema, queueing N rows.
+SETUP_ALLOWANCE = 60
+SETUP_PER_ITEM = 0.0008  # queueing 100,000 rows: +80 s
+STOP_GRACE_SECONDS = 15
+CLAIM_TIMEOUT = {10_000: 90, 1_000_000: 240, 10_000_000: 600}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One subprocess of the run and the fields its result line is tagged with."""
+
+    system: str
+    measure: str
+    args: list[str]
+    timeout: float
+    tags: dict[str, Any] = field(default_factory=dict)
+    script: Path | None = None  # default: bench/runners/<system>_runner.py
+
+    @property
+    def label(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.tags.items())
+        return f"{self.measure} {self.system} {extra}".strip()
+
+    def argv(self, python: Path, dsn: str) -> list[str]:
+        script = self.script or RUNNERS / f"{self.system}_runner.py"
+        command = self.args[0]
+        return [str(python), str(script), command, "--dsn", dsn, *self.args[1:]]
+
+    def within(self, seconds: float) -> Step:
+        """This step cut to ``seconds`` in all; a drain's own bound shrinks with it."""
+        if seconds >= self.timeout:
+            return self
+        args = list(self.args)
+        if "--max-seconds" in args:  # leave the runner time to set up and report
+            at = args.index("--max-seconds") + 1
+            setup = 10 + SETUP_PER_ITEM / 8 * int(self.tags.get("n", 0))
+            args[at] = f"{max(5.0, min(float(args[at]), seconds - setup)):.0f}"
+        return replace(self, args=args, timeout=seconds)
+
+
+# --- the plan -----------------------------------------------------------------------------
+
+
+def drain_step(
+    system: str, config: str, n: int, workers: int, extra: list[str], cap: float
+) -> Step:
+    args = ["drain", "--n", str(n), "--workers", str(workers), *extra]
+    args += ["--max-seconds", f"{cap:g}"]
+    timeout = cap + SETUP_ALLOWANCE + SETUP_PER_ITEM * n
+    tags = {"config": config, "n": n, "workers": workers}
+    return Step(system, "drain", args, timeout, tags)
+
+
+CURATE_CONFIGS = {
+    "per_item": ["--concurrency", "10", "--batch-size", "100"],
+    "batched": ["--concurrency", "100", "--batch-size", "1000"],
+}
+"""curate's two modes, each in the configuration that suits it: per item, ten items in
+flight (each holds a connection for its outcome); batched, claims and completion writes
+of 1,000 items with 100 in flight (the no-op items hold no connection)."""
+
+
+def drain_steps(sizes: Sizes, systems: list[str]) -> Iterator[Step]:
+    for n in sizes.drain_n:
+        cap = sizes.drain_cap[n]
+        if "curate" in systems:
+            for mode, options in CURATE_CONFIGS.items():
+                for workers in sizes.workers:
+                    yield drain_step("curate", mode, n, workers, ["--mode", mode, *options], cap)
+        if "procrastinate" in systems and n in sizes.slow_peer_n:
+            yield drain_step("procrastinate", "default", n, 1, [], sizes.slow_peer_cap)
+        if "pgqueuer" in systems:
+            yield drain_step("pgqueuer", "default", n, 1, [], cap)
+            yield drain_step("pgqueuer", "batch 100", n, 1, ["--batch-size", "100"], cap)
+        if "oban" in systems:
+            for limit in (10, 100):
+                yield drain_step("oban", f"limit {limit}", n, 1, ["--limit", str(limit)], cap)
+    if "naive" in systems:
+        yield drain_step("naive", "default", sizes.naive_n, 1, [], sizes.naive_cap)
+
+
+def latency_steps(sizes: Sizes, systems: list[str]) -> Iterator[Step]:
+    for system in systems:
+        for notify in NOTIFY_MODES.get(system, ("on", "off")):
+            args = ["latency", "--rate", str(LATENCY_RATE)]
+            args += ["--seconds", f"{sizes.latency_seconds:g}", "--notify", notify]
+            timeout = sizes.latency_seconds + SETUP_ALLOWANCE
+            yield Step(system, "pickup", args, timeout, {"notify": notify})
+
+
+def claim_steps(sizes: Sizes, systems: list[str], use_runner: bool) -> Iterator[Step]:
+    if "curate" not in systems:
+        return
+    for rows in sizes.claim_rows:
+        args = ["claim-cost", "--rows", str(rows), "--queued", str(CLAIM_QUEUED)]
+        script = None if use_runner else BENCH / "claim_cost.py"
+        yield Step(
+            "curate", "claim_cost", args, CLAIM_TIMEOUT.get(rows, 600), {"rows": rows}, script
+        )
+
+
+def runner_has(system: str, command: str) -> bool:
+    """Whether bench/runners/<system>_runner.py lists a sub-command (e.g. claim-cost)."""
+    script = RUNNERS / f"{system}_runner.py"
+    python = env_python(SYSTEM_ENV[system])
+    if not (script.is_file() and python.exists()):
+        return False
+    done = subprocess.run(
+        [str(python), str(script), "--help"], capture_output=True, text=True, timeout=60
+    )
+    return command in done.stdout
+
+
+def plan(sizes: Sizes, systems: list[str]) -> list[Step]:
+    use_runner = runner_has("curate", "claim-cost") or not (BENCH / "claim_cost.py").is_file()
+    return [
+        *drain_steps(sizes, systems),
+        *latency_steps(sizes, systems),
+        *claim_steps(sizes, systems, use_runner),
+    ]
+
+
+# --- environments -------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def env_python(env: str) -> Path:
+    return ENVS[env][0] / "bin" / "python"
+
+
+def find_python312(given: str | None) -> Path | None:
+    """--python312, else `pyenv prefix 3.12`, else python3.12 on PATH or under ~/.pyenv."""
+    if given:
+        return Path(given)
+    try:
+        prefix = subprocess.run(
+            ["pyenv", "prefix", "3.12"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+        if prefix:
+            return Path(prefix.splitlines()[0]) / "bin" / "python"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    found = shutil.which("python3.12")
+    if found:
+        return Path(found)
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python")))
+    return Path(candidates[-1]) if candidates else None
+
+
+# The pip requirements of each bench environment; each one's import name is its own name.
+ENV_NEEDS = {"peers": PEERS_PACKAGES, "oban": OBAN_PACKAGES}
+
+
+def module_name(requirement: str) -> str:
+    return re.split(r"[<>=\[]", requirement)[0]
+
+
+def env_ready(env: str) -> bool:
+    """The environment exists and imports everything its runners (and render) need."""
+    python = env_python(env)
+    if not python.exists():
+        return False
+    modules = [module_name(r) for r in ENV_NEEDS[env]] if env in ENV_NEEDS else ["curate"]
+    code = "import " + ", ".join(modules)
+    return (
+        subprocess.run([str(python), "-c", code], capture_output=True, timeout=120).returncode == 0
+    )
+
+
+def install_env(env: str, base_python: Path) -> str | None:
+    """Create (when absent) and fill a bench environment with pip; the error, or None."""
+    directory = ENVS[env][0]
+    log(f"preparing {directory.relative_to(ROOT)} with {base_python} (pip, a few minutes)")
+    python = str(env_python(env))
+    commands = [[python, "-m", "pip", "install", "--quiet", *ENV_NEEDS[env]]]
+    if not env_python(env).exists():
+        commands[:0] = [
+            [str(base_python), "-m", "venv", str(directory)],
+            [python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+        ]
+    for command in commands:
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"{shlex.join(command)}: {error}"
+        if done.returncode != 0:
+            return f"{shlex.join(command)} exited {done.returncode}: {tail(done.stderr)}"
+    return None if env_ready(env) else f"{directory.relative_to(ROOT)} still misses packages"
+
+
+def ensure_envs(systems: list[str], python312: str | None, create: bool) -> dict[str, str]:
+    """Make the environments the systems need; {system: why it cannot run} for the others.
+
+    The peers' environment is also where render.py draws the plot (matplotlib); a run
+    without Procrastinate or PgQueuer plots only if it is already there."""
+    missing: dict[str, str] = {}
+    wanted = {SYSTEM_ENV[s] for s in systems}
+    for env in sorted(wanted):
+        if env_ready(env):
+            continue
+        if env == "main":
+            error: str | None = "the main .venv is missing or broken: run ./scripts/bootstrap"
+        elif not create:
+            error = f"{ENVS[env][0].relative_to(ROOT)} is not ready (--quick creates nothing)"
+        elif env == "oban":
+            base = find_python312(python312)
+            error = (
+                install_env(env, base)
+                if base is not None and base.exists()
+                else "no Python 3.12 found (pass --python312 PATH): oban needs Python >= 3.12"
+            )
+        else:
+            error = install_env(env, Path(sys.executable))
+        if error:
+            log(f"environment {env}: {error}")
+            missing.update({s: error for s in systems if SYSTEM_ENV[s] == env})
+    return missing
+
+
+# --- what the run records about itself ----------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "os": platform.platform()}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        info["cpu_model"] = models[0] if models else "?"
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["ram_gb"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    return info
+
+
+ENV_PROBE = """
+import importlib.metadata as m, json, sys
+versions = {}
+for name in sys.argv[1:]:
+    try:
+        versions[name] = m.version(name)
+    except m.PackageNotFoundError:
+        versions[name] = None
+print(json.dumps({"python": sys.version, "packages": versions}))
+"""
+
+SERVER_PROBE = """
+import asyncio, sys, asyncpg
+async def main():
+    conn = await asyncpg.connect(sys.argv[1])
+    try:
+        print(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+asyncio.run(main())
+"""
+
+
+def probe(python: Path, code: str, *args: str) -> str:
+    done = subprocess.run(
+        [str(python), "-c", code, *args], capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+    return done.stdout.strip()
+
+
+def meta_line(kind: str, dsn: str, systems: list[str], skipped: dict[str, str]) -> dict[str, Any]:
+    pythons, packages = {}, {}
+    for env in sorted({SYSTEM_ENV[s] for s in systems} | {"main"}):
+        if not env_python(env).exists():
+            continue
+        found = json.loads(probe(env_python(env), ENV_PROBE, *ENVS[env][1]))
+        pythons[env] = found["python"]
+        packages[env] = found["packages"]
+    return {
+        "measure": "meta",
+        "run": kind,
+        "command": shlex.join(["python", shown_path(sys.argv[0]), *sys.argv[1:]]),
+        "cwd": str(Path.cwd()),
+        "started_at": now(),
+        "machine": machine(),
+        "postgresql": probe(env_python("main"), SERVER_PROBE, dsn),
+        "dsn": dsn,
+        "systems": systems,
+        "skipped": skipped,
+        "pythons": pythons,
+        "packages": packages,
+        "git": git_state(),
+    }
+
+
+def git_state() -> str:
+    """The commit curate was measured at, and whether the work tree differed from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "?"
+    return f"{commit or '?'}{' with uncommitted changes' if changed else ''}"
+
+
+def shown_path(argument: str) -> str:
+    """A path under the repository as relative to it, as a reader would type it."""
+    return os.path.relpath(argument, ROOT) if argument.startswith(f"{ROOT}/") else argument
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- running the steps --------------------------------------------------------------------
+
+
+def last_json(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.splitlines()):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def tail(text: str, size: int = 600) -> str:
+    return " ".join(text.strip().split())[-size:]
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Interrupt the runner's process group (its cleanup drops its schema), then kill it."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        return process.communicate(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the runner and the workers it started
+        return process.communicate()
+
+
+def execute(argv: list[str], timeout: float) -> tuple[dict[str, Any] | None, str]:
+    """Run one step in its own process group: (its JSON line, or None and why not)."""
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = stop(process)
+        return None, f"timeout after {timeout:.0f} s; stderr: {tail(stderr)}"
+    result = last_json(stdout)
+    if process.returncode != 0 or result is None:
+        return None, f"exit {process.returncode}; stderr: {tail(stderr)}"
+    return result, ""
+
+
+def run_step(step: Step, dsn: str, skipped: dict[str, str], deadline: float) -> dict[str, Any]:
+    """The step's result line, tagged; a line with "error" when it fails or cannot run.
+
+    A step that would run past ``deadline`` is cut to it, or not run when under 10 s remain."""
+    started = time.monotonic()
+    step = step.within(deadline - started)
+    argv = step.argv(env_python(SYSTEM_ENV[step.system]), dsn)
+    line: dict[str, Any] = {"system": step.system, "measure": step.measure, **step.tags}
+    if step.system in skipped:
+        line["error"] = f"not run: {skipped[step.system]}"
+    elif not Path(argv[1]).is_file():
+        line["error"] = f"not run: {shown_path(argv[1])} does not exist"
+    elif step.timeout < 10:
+        line["error"] = "not run: the run's time budget (--budget-minutes) is spent"
+    else:
+        result, error = execute(argv, step.timeout)
+        if result is None:
+            line["error"] = error
+        else:
+            line = {**result, **step.tags, "measure": result.get("measure", step.measure)}
+    shown = [shown_path(a) for a in argv]
+    line.update(step=step.label, argv=shown, elapsed_s=round(time.monotonic() - started, 2))
+    return line
+
+
+def summary(line: dict[str, Any]) -> str:
+    if "error" in line:
+        return f"ERROR {tail(str(line['error']), 200)}"
+    if line.get("measure") == "drain":
+        done = " (timed out)" if line.get("timed_out") else ""
+        return f"{line.get('per_second', 0):,.0f} items/s{done}, peak {line.get('peak_rss_mb')} MB"
+    return f"p50 {line.get('p50_ms')} ms, p95 {line.get('p95_ms')} ms"
+
+
+# Rough items/s for the estimate printed at the start (the issue's figures, 2 vCPUs).
+EXPECTED_RATE = {
+    "per_item": 2_000,
+    "batched": 10_000,
+    "limit 10": 1_200,
+    "procrastinate": 300,
+    "naive": 10,
+}
+
+
+def estimate_seconds(step: Step) -> float:
+    """What one step is expected to take; its timeout is the bound."""
+    if step.measure == "pickup":
+        return float(step.args[step.args.index("--seconds") + 1]) + 8
+    if step.measure == "claim_cost":
+        return 10 + 8e-6 * int(step.tags["rows"])
+    n = int(step.tags["n"])
+    rate = EXPECTED_RATE.get(step.tags["config"], EXPECTED_RATE.get(step.system, 2_000))
+    cap = float(step.args[step.args.index("--max-seconds") + 1])
+    return 5 + 5e-5 * n + min(cap, n / rate)
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL to run on (only used)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: curate and naive, tiny N")
+    parser.add_argument("--only", help="these systems (comma-separated): " + ",".join(SYSTEMS))
+    parser.add_argument("--skip-peers", action="store_true", help="curate and naive only")
+    parser.add_argument("--python312", help="Python 3.12 for bench/.venv-oban")
+    parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
+    parser.add_argument("--docs-dir", type=Path, default=ROOT / "docs")
+    parser.add_argument("--no-render", action="store_true", help="results file only")
+    parser.add_argument("--budget-minutes", type=float, default=29, help="stop starting steps")
+    parser.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
+    args = parser.parse_args(argv)
+    own = ["curate", "naive"]
+    systems = own if args.quick else SYSTEMS
+    if args.only:  # also with --quick: a peer at the tiny N, in its existing environment
+        chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = sorted(set(chosen) - set(SYSTEMS))
+        if unknown:
+            parser.error(f"unknown systems {unknown}; known: {SYSTEMS}")
+        systems = [s for s in SYSTEMS if s in chosen]
+    if args.skip_peers:
+        systems = [s for s in systems if s in own]
+    args.systems = systems
+    return args
+
+
+def render(results: Path, docs_dir: Path) -> None:
+    """bench/render.py in the environment that has matplotlib, else the Markdown only."""
+    drawn = env_ready("peers")
+    python, extra = (env_python("peers"), []) if drawn else (env_python("main"), ["--no-plot"])
+    command = [str(python), str(BENCH / "render.py"), str(results), "--docs-dir", str(docs_dir)]
+    done = subprocess.run([*command, *extra], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        log(f"render failed: {tail(done.stderr, 1000)}")
+    else:
+        log(f"wrote {done.stdout.strip()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    sizes = QUICK if args.quick else FULL
+    kind = "quick" if args.quick else ("full" if args.systems == SYSTEMS else "partial")
+    steps = plan(sizes, args.systems)
+    expected = sum(map(estimate_seconds, steps)) / 60
+    log(f"{kind} run on {args.dsn}: {len(steps)} steps, expected ~{expected:.0f} min")
+    if args.dry_run:
+        for step in steps:
+            print(shlex.join(step.argv(env_python(SYSTEM_ENV[step.system]), args.dsn)))
+        return 0
+    skipped = ensure_envs(args.systems, args.python312, create=not args.quick)
+    if "curate" in skipped or not env_python("main").exists():
+        log("the main environment is missing: run ./scripts/bootstrap")
+        return 2
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    results = args.results_dir / f"{stamp}{'-quick' if args.quick else ''}.jsonl"
+    begun = time.monotonic()
+    deadline = begun + args.budget_minutes * 60
+    try:
+        meta = meta_line(kind, args.dsn, args.systems, skipped)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        log(f"cannot reach PostgreSQL at {args.dsn} or probe the environments: {error}")
+        return 2
+    with results.open("a") as out:
+
+        def write(line: dict[str, Any]) -> None:
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+
+        write(meta)
+        log(f"results: {results}")
+        for number, step in enumerate(steps, 1):
+            elapsed = (time.monotonic() - begun) / 60
+            log(f"{number}/{len(steps)} ({elapsed:.1f} min) {step.label}")
+            # What the steps after this one are expected to take stays theirs.
+            reserved = sum(map(estimate_seconds, steps[number:]))
+            line = run_step(step, args.dsn, skipped, deadline - reserved)
+            write(line)
+            log(f"    {summary(line)} [{line['elapsed_s']:.1f} s]")
+        write({"measure": "end", "finished_at": now(), "seconds": round(time.monotonic() - begun)})
+    log(f"done in {(time.monotonic() - begun) / 60:.1f} min")
+    if not args.no_render:
+        render(results, args.docs_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
