@@ -48,7 +48,7 @@ async def main(items: int, concurrency: int, batch_size: int, url: str, outcomes
         await conn.run_sync(Base.metadata.create_all)
         await conn.execute(
             text(
-                f"CREATE INDEX ix_bench_queued ON {schema}.bench_items (id)"
+                f"CREATE INDEX ix_bench_queued ON {schema}.bench_items (bench_priority DESC, id)"
                 " WHERE bench_status = 'Queued'"
             )
         )

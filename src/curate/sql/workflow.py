@@ -25,8 +25,10 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    any_,
     bindparam,
     case,
+    cast,
     func,
     literal_column,
     null,
@@ -387,7 +389,7 @@ def _claim(binding: TableBinding) -> Select[Any]:
     sort_keys = [key.label(f"sort_key_{n}") for n, key in enumerate(_claim_sort_keys(b))]
     claimed = (
         update(b.table)
-        .where(b.pk.in_(candidates.scalar_subquery()))
+        .where(_one_of(b, candidates))
         .values(values)
         .returning(b.pk.label("id"), attempt.label("attempt"), *sort_keys)
         .cte("claimed")
@@ -395,6 +397,19 @@ def _claim(binding: TableBinding) -> Select[Any]:
     return select(claimed.c.id, claimed.c.attempt).order_by(
         *_claim_order_of(claimed.c[key.name] for key in sort_keys)
     )
+
+
+def _one_of(binding: TableBinding, rows: Select[Any]) -> ColumnElement[bool]:
+    """``pk = ANY(CAST((SELECT array_agg(pk) FROM (<rows>)) AS <pk type>[]))``.
+
+    Not ``pk IN (<rows>)``: for that the planner estimates the rows from the LIMIT (or,
+    with a generic plan, a tenth of the table) and, past a few hundred, joins by reading
+    the whole table, so a claim of 1,000 rows cost a scan of every row. The array is
+    computed first (an InitPlan), and the update then finds each row by its primary key.
+    """
+    chosen = rows.subquery("curate_chosen")
+    ids = select(func.array_agg(chosen.c[binding.pk.name])).scalar_subquery()
+    return binding.pk == any_(cast(ids, ARRAY(binding.pk.type)))
 
 
 def _claim_sort_keys(binding: TableBinding) -> list[Column[Any]]:
@@ -481,13 +496,17 @@ def _complete(binding: TableBinding) -> ReturningUpdate[Any]:
 def _complete_many(binding: TableBinding) -> ReturningUpdate[Any]:
     b = binding
     assert b.attempts is not None and b.claimed_by is not None
+    ids = bindparam("curate_ids", type_=ARRAY(b.pk.type))
     claims = select(
-        func.unnest(bindparam("curate_ids", type_=ARRAY(b.pk.type))).label("id"),
+        func.unnest(ids).label("id"),
         func.unnest(bindparam("curate_attempts", type_=ARRAY(Integer()))).label("attempt"),
     ).subquery("curate_claims")
     return (
         update(b.table)
         .where(
+            # ANY(ids) lets the planner find the rows by primary key; joining on the
+            # unnested pairs alone, it may scan the table once per pair.
+            b.pk == any_(ids),
             b.pk == claims.c.id,
             b.attempts == claims.c.attempt,
             b.claimed_by == bindparam("curate_worker"),
@@ -632,7 +651,7 @@ def _rescue_expired(binding: TableBinding) -> ReturningUpdate[Any]:
         values[b.run_after] = null()
     return (
         update(b.table)
-        .where(b.pk.in_(expired.scalar_subquery()))
+        .where(_one_of(b, expired))
         .values(values)
         .returning(b.pk.label("id"), attempt.label("attempt"), b.status.label("status"))
     )
@@ -651,7 +670,7 @@ def _rescue_stale(binding: TableBinding) -> ReturningUpdate[Any]:
     )
     return (
         update(b.table)
-        .where(b.pk.in_(stale.scalar_subquery()))
+        .where(_one_of(b, stale))
         .values(
             {
                 b.status: _status_param(b, "curate_queued"),
