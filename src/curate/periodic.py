@@ -143,7 +143,6 @@ class PeriodicRunner:
         self.stopping = False
         self._started = False
         """Set after the first tick, which only catches up: it was not woken for a time."""
-        self._table_ready = False
         self._running: asyncio.Task[Any] | None = None
         self._log = logger.bind(periodic_job=job.name)
 
@@ -174,9 +173,7 @@ class PeriodicRunner:
         """
         now = datetime.now(UTC)
         engine = await self.runtime.database.engine()
-        if not self._table_ready:
-            await ensure_tables(engine, sql.TABLES_KEY, sql.CREATE_TABLES)
-            self._table_ready = True
+        await ensure_tables(engine, sql.TABLES_KEY, sql.CREATE_TABLES)
         catch_up = self.runtime.settings.periodic_max_catch_up
         async with engine.connect() as connection:
             last: datetime | None = await connection.scalar(

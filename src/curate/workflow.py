@@ -158,8 +158,8 @@ class Workflow:
         if self.outcomes == "batched" and not self.binding.fences_by_claim:
             raise ConfigurationError(
                 f"workflow {self.name}: outcomes='batched' needs the columns"
-                f" {self.columns.attempts or self.name + '_attempts'!r} and"
-                f" {self.columns.claimed_by or self.name + '_claimed_by'!r}, to fence the"
+                f" {self._column_name('attempts')!r} and"
+                f" {self._column_name('claimed_by')!r}, to fence the"
                 " batched write on each item's claim"
             )
         return self.outcomes == "batched"
@@ -196,6 +196,18 @@ class Workflow:
         await session.execute(self.statements.queue, params)
         await notify(session, self)
 
+    def _column_name(self, field: str) -> str:
+        """The name of one of the workflow's columns, or the name curate would give it."""
+        name: str | None = getattr(self.columns, field)
+        return name or getattr(ColumnNames.for_prefix(self.name), field)
+
+    def _missing_column(self, field: str, what_items_cannot: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"workflow {self.name}: table {self.binding.table.name!r} has no column"
+            f" {self._column_name(field)!r}, so items cannot {what_items_cannot}; add it"
+            " with curate.migrations.add_missing_workflow_columns"
+        )
+
     def _schedule(
         self, run_at: datetime | None, run_in: timedelta | float | None, priority: int | None
     ) -> dict[str, Any]:
@@ -206,19 +218,9 @@ class Workflow:
         if run_at is not None and run_at.tzinfo is None:
             raise ConfigurationError(f"queue: run_at={run_at!r} needs a timezone (e.g. UTC)")
         if (run_at is not None or run_in is not None) and binding.run_after is None:
-            raise ConfigurationError(
-                f"workflow {self.name}: table {binding.table.name!r} has no column"
-                f" {self.columns.run_after or self.name + '_run_after'!r}, so items cannot be"
-                " scheduled for later; add it"
-                " with curate.migrations.add_missing_workflow_columns"
-            )
+            raise self._missing_column("run_after", "be scheduled for later")
         if priority is not None and binding.priority is None:
-            raise ConfigurationError(
-                f"workflow {self.name}: table {binding.table.name!r} has no column"
-                f" {self.columns.priority or self.name + '_priority'!r}, so items cannot have a"
-                " priority; add it"
-                " with curate.migrations.add_missing_workflow_columns"
-            )
+            raise self._missing_column("priority", "have a priority")
         if isinstance(run_in, int | float):
             run_in = timedelta(seconds=run_in)
         return {"run_at": run_at, "run_in": run_in, "priority": priority}

@@ -8,20 +8,29 @@ at once take a transaction-level advisory lock, so only one creates a table.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import Engine, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _CREATE_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:curate_key))")
 
+_ensured: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
+"""Per engine (each with its own search_path), the features whose tables it has ensured."""
+
 
 async def ensure_tables(engine: AsyncEngine, key: str, ddl: Sequence[TextClause]) -> None:
-    """Run ``ddl`` (``CREATE … IF NOT EXISTS`` statements) once, under an advisory lock.
+    """Run ``ddl`` (``CREATE … IF NOT EXISTS`` statements) under an advisory lock, once
+    per engine: later calls cost nothing, so callers on a hot path may call it each time.
 
     ``key`` names the feature (it picks the lock); the statements must be idempotent.
     """
+    done = _ensured.setdefault(engine.sync_engine, set())
+    if key in done:
+        return
     async with engine.begin() as connection:
         await connection.execute(_CREATE_LOCK, {"curate_key": f"curate.own_tables.{key}"})
         for statement in ddl:
             await connection.execute(statement)
+    done.add(key)

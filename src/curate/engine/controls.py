@@ -16,10 +16,8 @@ import asyncio
 import contextlib
 import math
 import time
-import weakref
 
 from loguru import logger
-from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from curate.db.own_tables import ensure_tables
@@ -31,9 +29,6 @@ from curate.sql import controls as sql
 ASK_RETRY_DELAYS_SECONDS = (0.25, 1.0)
 """Brief, as for a claim: nothing is held yet, and the next run asks again anyway."""
 
-_READY: weakref.WeakSet[Engine] = weakref.WeakSet()
-"""Engines (each with its own search_path) on which the controls table is known to exist."""
-
 
 def burst(rate: float) -> float:
     """The bucket's size: a second's worth of tokens, and at least one item."""
@@ -41,11 +36,8 @@ def burst(rate: float) -> float:
 
 
 async def ensure_controls_table(engine: AsyncEngine) -> None:
-    """Create the controls table on first use; once per engine, not at every claim."""
-    if engine.sync_engine in _READY:
-        return
+    """Create the controls table on first use (once per engine, see `ensure_tables`)."""
     await ensure_tables(engine, "controls", [sql.CREATE])
-    _READY.add(engine.sync_engine)
 
 
 async def admit(

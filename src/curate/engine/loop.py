@@ -85,6 +85,7 @@ async def _claim_and_execute(
     slots = asyncio.Semaphore(ctx.config.concurrency)
     finished = asyncio.Event()
     heartbeat = Heartbeat(ctx)
+    running = _Running(slots, result, heartbeat, finished, completions)
     async with heartbeat.beating(), asyncio.TaskGroup() as tasks:
         while not stop.is_set() and time.monotonic() < deadline:
             limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
@@ -107,7 +108,6 @@ async def _claim_and_execute(
                     await _release(ctx, batch[index:], heartbeat)
                     result.claimed -= len(batch) - index
                     break
-                running = _Running(slots, result, heartbeat, finished, completions)
                 tasks.create_task(_execute(ctx, item, running))
             if len(batch) < limit and not await _unlocked_more(ctx, batch, heartbeat, finished):
                 break
@@ -177,7 +177,7 @@ async def _release(ctx: RunContext, items: list[ClaimedItem], heartbeat: Heartbe
 
 @dataclass(frozen=True)
 class _Running:
-    """What an item's task shares with its run."""
+    """What every item's task shares with its run (one per run)."""
 
     slots: asyncio.Semaphore
     result: RunResult
