@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Column, MetaData, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+import curate
 from curate import ProcessingStatus
 from tests.models import Effect, Item
 
@@ -50,3 +53,20 @@ async def create_table(engine: AsyncEngine, name: str, *columns: Column[Any]) ->
     async with engine.begin() as conn:
         await conn.run_sync(table.metadata.create_all)
     return table
+
+
+@asynccontextmanager
+async def worker_runtimes(
+    settings: curate.CurateSettings, count: int
+) -> AsyncIterator[list[curate.Runtime]]:
+    """``count`` workers on the test's database, as ``count`` processes would be: runtimes
+    with their own worker ids (``worker-0``, ...), engines and pools."""
+    workers = [
+        curate.Runtime(settings.model_copy(update={"worker_id": f"worker-{n}"}))
+        for n in range(count)
+    ]
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            await worker.close()

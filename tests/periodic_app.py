@@ -2,14 +2,15 @@
 
 ``python -m tests.periodic_app`` with ``CURATE_DATABASE_URL``, ``CURATE_DATABASE_SCHEMA``
 and ``CURATE_WORKER_ID``. The job writes which worker ran each scheduled time into
-`EFFECTS`, so the test can count how often each time ran across processes.
+`EFFECTS`, and what that worker's clock said then, so the test can count how often each
+time ran across processes and see a host whose clock is off (faketime) ran it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, insert
 
@@ -21,6 +22,7 @@ EFFECTS = Table(
     MetaData(),
     Column("scheduled_at", DateTime(timezone=True), nullable=False),
     Column("worker_id", Text, nullable=False),
+    Column("host_clock", DateTime(timezone=True)),
 )
 
 
@@ -31,7 +33,11 @@ async def record_tick(scheduled_at: datetime) -> None:
     async with engine.begin() as connection:
         await connection.execute(
             insert(EFFECTS),
-            {"scheduled_at": scheduled_at, "worker_id": runtime.settings.worker_id},
+            {
+                "scheduled_at": scheduled_at,
+                "worker_id": runtime.settings.worker_id,
+                "host_clock": datetime.now(UTC),
+            },
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -10,7 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
 from curate import ProcessingStatus, RetryPolicy, Workflow
-from tests.helpers import effects_per_item, insert_items, item_row, noop, status_counts
+from tests.executions import ExecutionLog
+from tests.helpers import (
+    effects_per_item,
+    insert_items,
+    item_row,
+    noop,
+    status_counts,
+    worker_runtimes,
+)
 from tests.models import Effect, Item, SeedItem
 
 
@@ -28,11 +37,26 @@ async def test_every_item_completes_and_is_counted(
     assert (result.claimed, result.completed, result.dropped) == (103, 103, 0)
     assert await status_counts(engine) == {"Complete": 103}
     row = await item_row(engine, 7)
-    assert (row.work_claimed_by, row.work_lease_until, row.work_error) == (
+    assert (row.work_claimed_by.partition("#")[0], row.work_lease_until, row.work_error) == (
         "test-worker",
         None,
         None,
     )
+
+
+async def test_several_workers_run_each_item_once(
+    settings: curate.CurateSettings, runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    """Three workers race over one table: one execution per item, not merely one outcome."""
+    await insert_items(engine, 1_500)
+    executions = ExecutionLog(Item, "work")
+    flow = batched(executions.service(noop), concurrency=5)
+    async with worker_runtimes(settings, 3) as workers:
+        results = await asyncio.gather(*(flow.run(w) for w in workers))
+
+    assert sum(r.completed for r in results) == 1_500
+    assert await status_counts(engine) == {"Complete": 1_500}
+    await executions.assert_once_each(range(1, 1_501))
 
 
 async def test_what_the_service_leaves_open_is_committed(

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 import curate
 from curate import Workflow, operations, scheduling
 from curate.testing import wait_until
+from tests.executions import ExecutionLog
 from tests.helpers import create_table, insert_items, noop, status_counts
 from tests.models import Item
 from tests.test_cli import Curate, assert_one_line_error, cli, env  # noqa: F401 (fixtures)
@@ -38,15 +39,21 @@ async def other(settings: curate.CurateSettings) -> AsyncIterator[curate.Runtime
     await rt.close()
 
 
+@pytest.fixture
+def executions() -> ExecutionLog:
+    """The starts of the services both workers run."""
+    return ExecutionLog(Item, "work")
+
+
 async def queued_and_complete(engine: AsyncEngine) -> tuple[int, int]:
     counts = await status_counts(engine)
     return counts["Queued"], counts["Complete"]
 
 
 async def test_a_paused_workflow_is_claimed_by_no_worker_until_resumed(
-    runtime: curate.Runtime, other: curate.Runtime, engine: AsyncEngine
+    runtime: curate.Runtime, other: curate.Runtime, engine: AsyncEngine, executions: ExecutionLog
 ) -> None:
-    work = Workflow("work", model=Item, service=noop)
+    work = Workflow("work", model=Item, service=executions.service(noop))
     await insert_items(engine, 6)
 
     assert await operations.pause_workflow(engine, work, "maintenance") is True
@@ -54,12 +61,14 @@ async def test_a_paused_workflow_is_claimed_by_no_worker_until_resumed(
     paused = await asyncio.gather(runtime.run(work), other.run(work))
     assert [r.claimed for r in paused] == [0, 0]
     assert await queued_and_complete(engine) == (6, 0)
+    assert await executions.counts() == {}
 
     assert await operations.resume_workflow(engine, work) is True
     assert await operations.resume_workflow(engine, work) is False
     resumed = await asyncio.gather(runtime.run(work), other.run(work))  # same runtimes
     assert sum(r.completed for r in resumed) == 6
     assert await queued_and_complete(engine) == (0, 6)
+    await executions.assert_once_each(range(1, 7))
 
 
 async def test_resume_wakes_listening_workers_at_once(
@@ -158,10 +167,18 @@ def busiest_second(times: list[datetime]) -> int:
 
 
 async def test_the_rate_limit_holds_across_two_workers(
-    runtime: curate.Runtime, other: curate.Runtime, engine: AsyncEngine, starts: Table
+    runtime: curate.Runtime,
+    other: curate.Runtime,
+    engine: AsyncEngine,
+    starts: Table,
+    executions: ExecutionLog,
 ) -> None:
     limited = Workflow(
-        "work", model=Item, service=recording(starts), rate_limit=RATE, concurrency=10
+        "work",
+        model=Item,
+        service=executions.service(recording(starts)),
+        rate_limit=RATE,
+        concurrency=10,
     )
     await insert_items(engine, 15)
 
@@ -169,6 +186,7 @@ async def test_the_rate_limit_holds_across_two_workers(
 
     assert await queued_and_complete(engine) == (0, 15)
     assert all(r.completed for r in results), results  # both workers took a share
+    await executions.assert_once_each(range(1, 16))
     times = await start_times(engine, starts)
     assert len(times) == 15
     assert busiest_second(times) <= RATE + BURST, times
@@ -177,12 +195,19 @@ async def test_the_rate_limit_holds_across_two_workers(
 
 
 async def test_an_unlimited_workflow_is_not_slowed(
-    runtime: curate.Runtime, other: curate.Runtime, engine: AsyncEngine, starts: Table
+    runtime: curate.Runtime,
+    other: curate.Runtime,
+    engine: AsyncEngine,
+    starts: Table,
+    executions: ExecutionLog,
 ) -> None:
-    unlimited = Workflow("work", model=Item, service=recording(starts), concurrency=10)
+    unlimited = Workflow(
+        "work", model=Item, service=executions.service(recording(starts)), concurrency=10
+    )
     await insert_items(engine, 15)
 
     await asyncio.gather(runtime.run(unlimited), other.run(unlimited))
+    await executions.assert_once_each(range(1, 16))
 
     times = await start_times(engine, starts)
     assert len(times) == 15
@@ -190,18 +215,19 @@ async def test_an_unlimited_workflow_is_not_slowed(
 
 
 async def test_waiting_for_a_token_ends_with_the_budget_or_at_stop(
-    runtime: curate.Runtime, other: curate.Runtime, engine: AsyncEngine
+    runtime: curate.Runtime, other: curate.Runtime, engine: AsyncEngine, executions: ExecutionLog
 ) -> None:
     """One token every 100 s: a run waits for the next one only within its budget, and
     shutdown ends the wait."""
     await insert_items(engine, 3)
-    short = Workflow("work", model=Item, service=noop, rate_limit=0.01, run_max_seconds=5)
+    service = executions.service(noop)
+    short = Workflow("work", model=Item, service=service, rate_limit=0.01, run_max_seconds=5)
 
     began = time.monotonic()
     first = await runtime.run(short)
     assert first.completed == 1 and time.monotonic() - began < 4
 
-    long = Workflow("work", model=Item, service=noop, rate_limit=0.01, run_max_seconds=600)
+    long = Workflow("work", model=Item, service=service, rate_limit=0.01, run_max_seconds=600)
     async with engine.begin() as conn:  # a full bucket again
         await conn.execute(text("UPDATE curate_workflow_controls SET tokens = 1"))
     run = asyncio.create_task(other.run(long))
@@ -215,6 +241,7 @@ async def test_waiting_for_a_token_ends_with_the_budget_or_at_stop(
     assert await other.stop_runs(grace_seconds=10) is True
     assert (await run).completed == 1 and time.monotonic() - began < 2
     assert await queued_and_complete(engine) == (1, 2)
+    await executions.assert_once_each([1, 2])
 
 
 # --- the command line ------------------------------------------------------------------------
@@ -301,7 +328,7 @@ async def test_pause_and_resume_endpoints_are_guarded_like_requeue(
         assert refused.status_code == 401
 
         http.headers["X-Token"] = "secret"
-        unknown = await http.post("/curate/workflows/nope/pause")
+        unknown = await http.post("/curate/workflows/nope/pause", json={})
         assert unknown.status_code == 404
         paused = await http.post("/curate/workflows/work/pause", json={"reason": "deploy"})
         assert paused.json() == {"workflow": "work", "paused": True, "changed": True}
@@ -310,8 +337,8 @@ async def test_pause_and_resume_endpoints_are_guarded_like_requeue(
         page = (await http.get("/curate/dashboard")).text
         assert page.count("data-paused") == 1 and "— deploy" in page
 
-        resumed = await http.post("/curate/workflows/work/resume")
+        resumed = await http.post("/curate/workflows/work/resume", json={})
         assert resumed.json() == {"workflow": "work", "paused": False, "changed": True}
-        again = await http.post("/curate/workflows/work/resume")
+        again = await http.post("/curate/workflows/work/resume", json={})
         assert again.json() == {"workflow": "work", "paused": False, "changed": False}
         assert "data-paused" not in (await http.get("/curate/dashboard")).text

@@ -14,7 +14,15 @@ from curate import ProcessingStatus
 from curate.contrib.fastapi import curate_router
 from tests.cli_app import WORKFLOWS
 from tests.models import Item
-from tests.test_fastapi import client, insert_rows, require_token, router_app
+from tests.test_fastapi import (
+    LEAKY,
+    client,
+    hide,
+    insert_leaky_error,
+    insert_rows,
+    require_token,
+    router_app,
+)
 
 NASTY = "<script>alert('x')</script> & \"quotes\""
 
@@ -33,6 +41,9 @@ async def test_dashboard_shows_counts_throughput_and_errors(engine: AsyncEngine)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert response.headers["cache-control"] == "no-store"
+    # No other site may frame the page and overlay its buttons.
+    assert response.headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert response.headers["x-frame-options"] == "SAMEORIGIN"
     page = response.text
     assert page.startswith("<!DOCTYPE html>")
     assert '<html lang="en">' in page
@@ -60,6 +71,22 @@ async def test_dashboard_escapes_error_messages(engine: AsyncEngine) -> None:
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;quotes&quot;" in page
     # The page's own script is the only one.
     assert page.count("<script>") == 1
+
+
+async def test_dashboard_shows_errors_through_redact_error(engine: AsyncEngine) -> None:
+    await insert_leaky_error(engine)
+    async with client(router_app()) as http:
+        page = (await http.get("/curate/dashboard")).text
+    async with client(router_app(redact_error=hide)) as http:
+        hidden = (await http.get("/curate/dashboard")).text
+    shown = (
+        "HTTPError: unauthorized at https://api.example.com/x?access_token=&lt;redacted&gt;"
+        " for &lt;email&gt;; headers {&#x27;Authorization&#x27;: &lt;redacted&gt;}"
+    )
+    assert page.count(f"<code>{shown}</code>") == 2  # the group's message and its example
+    assert hidden.count("<code>HTTPError: (hidden)</code>") == 2
+    for secret in ("access_token=abc", "ann@example.org", "eyJ"):
+        assert secret in LEAKY and secret not in page and secret not in hidden
 
 
 async def test_dashboard_requeue_buttons_with_auth(engine: AsyncEngine) -> None:

@@ -1,6 +1,7 @@
 """The dashboard in a real headless Chromium: an app served by uvicorn with curate's
 lifespan and router runs a workflow on the test's schema; the page shows the counts change
-as items complete, shows the error, and re-queues it with its button.
+as items complete, shows the error, and re-queues it with its button. Forms on a page of
+another site, posted by the same signed-in browser, are refused and change nothing.
 
 Needs Debian's ``chromium`` (``/usr/bin/chromium``) and the ``playwright`` package (no
 browser download). Skipped when either is missing, except under CI (``CI`` set, as
@@ -22,13 +23,14 @@ from typing import Any
 
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
 from sqlalchemy import DateTime, Integer, String, func, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import curate
-from curate import NonRetryableError, ProcessingStatus, Workflow, workflow_mixin
+from curate import NonRetryableError, ProcessingStatus, Workflow, operations, workflow_mixin
 from curate.contrib.fastapi import curate_lifespan, curate_router
 from curate.testing import wait_until
 from tests.test_fastapi import require_token
@@ -77,6 +79,30 @@ async def process_single_dash(item_id: Any, session: AsyncSession) -> None:
 
 
 dash = Workflow("dash", model=DashItem, service=process_single_dash, interval_seconds=0.2)
+
+
+def another_site(request: Request) -> HTMLResponse:
+    """A page the test opens as http://localhost:<port>, another site than the dashboard's
+    http://127.0.0.1:<port>: two forms posting to the dashboard's endpoints, as an
+    attacker's page would (urlencoded, empty; text/plain shaped into JSON)."""
+    target = f"http://127.0.0.1:{request.url.port}/curate/workflows/dash"
+    return HTMLResponse(f"""<!DOCTYPE html><title>elsewhere</title>
+<form method="post" action="{target}/pause"><button>Pause</button></form>
+<form method="post" action="{target}/requeue" enctype="text/plain">
+<input name='{{"errors": true, "pad": "' value='"}}'><button>Requeue</button></form>""")
+
+
+async def refuse_forms_from(page: Any, url: str, engine: AsyncEngine) -> None:
+    """Each form of `another_site`, posted from ``url``: refused, nothing changed."""
+    for button, action in (("Pause", "pause"), ("Requeue", "requeue")):
+        await page.goto(url)
+        async with page.expect_response(lambda r, a=action: r.url.endswith(f"/{a}")) as sent:
+            await page.get_by_role("button", name=button).click()
+        response = await sent.value
+        assert response.status == 403, await response.text()
+        assert (await response.json())["detail"].startswith("cross-origin request refused")
+    [status] = (await operations.read_status(engine, [dash])).workflows
+    assert (status.paused, status.counts["error"]) == (False, 1)
 
 
 def browser_missing() -> str | None:
@@ -137,14 +163,18 @@ async def test_dashboard_in_chromium(settings: curate.CurateSettings, engine: As
         )
 
     app = FastAPI(lifespan=curate_lifespan([dash], settings=settings, grace_seconds=5))
-    router = curate_router([dash], requeue_auth=require_token, dashboard_refresh_seconds=0.2)
+    router = curate_router(
+        [dash], read_auth=require_token, requeue_auth=require_token, dashboard_refresh_seconds=0.2
+    )
     app.include_router(router, prefix="/curate")
+    app.get("/elsewhere", response_class=HTMLResponse)(another_site)
     ARTIFACTS.mkdir(exist_ok=True)
 
     async with served(app) as url, async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            # The app's requeue_auth wants X-Token; the browser sends it on every request.
+            # The app's auth wants X-Token; the browser sends it on every request, as it
+            # would a session cookie: also on the forms another site's page posts.
             context = await browser.new_context(
                 extra_http_headers={"X-Token": "secret"}, viewport={"width": 1000, "height": 700}
             )
@@ -169,6 +199,14 @@ async def test_dashboard_in_chromium(settings: curate.CurateSettings, engine: As
             button = section.get_by_role("button", name="Re-queue the 1 row in Error in dash")
             await expect(button).to_be_enabled()
             await page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
+
+            # Another site's forms, posted by this signed-in browser: refused.
+            elsewhere = url.replace("127.0.0.1", "localhost") + "/elsewhere"
+            other_tab = await context.new_page()
+            await refuse_forms_from(other_tab, elsewhere, engine)
+            await other_tab.close()
+            await page.bring_to_front()  # a background tab gets no animation frames
+            await expect(section.locator("[data-paused]")).to_have_count(0)
 
             # Fix the bug, press requeue: the row goes back to Queued and completes.
             fixed.set()

@@ -282,7 +282,7 @@ def columns_rows() -> dict[str, list[str]]:
 def _render_default(value: Any) -> str:
     if value is inspect.Parameter.empty:
         return "required"
-    if isinstance(value, type):
+    if isinstance(value, type | types.FunctionType):
         return f"`{value.__name__}`"
     if isinstance(value, float):
         return f"`{_number(value)}`"
@@ -556,7 +556,9 @@ async def test_tutorial_scheduler(
     assert capsys.readouterr().out == "100 complete, 0 failed\n"
     rows = await photo_rows(engine)
     assert {row.thumbnail_status for row in rows.values()} == {"Complete"}
-    assert {row.thumbnail_claimed_by for row in rows.values()} == {settings.worker_id}
+    assert {row.thumbnail_claimed_by.partition("#")[0] for row in rows.values()} == {
+        settings.worker_id
+    }
 
     # The job the setup function registers follows the naming convention.
     scheduler_module.setup_thumbnail_scheduler()
@@ -577,7 +579,7 @@ async def test_fastapi_app(
     monkeypatch.setenv("CURATE_DATABASE_SCHEMA", settings.database_schema)
     monkeypatch.setenv("CURATE_WORKER_ID", "docs-app")
     monkeypatch.setenv("THUMBNAIL_SCHEDULER_INTERVAL_SECONDS", "0.1")
-    monkeypatch.setenv("PHOTOS_ADMIN_TOKEN", "s3cret")
+    monkeypatch.setenv("PHOTOS_ADMIN_PASSWORD", "s3cret")
     await create_photos_tables(engine)
     models = example("photos.models")
     async with engine.begin() as conn:
@@ -610,16 +612,39 @@ async def test_fastapi_app(
         first = (await client.get("/photos/1")).json()
         second = (await client.get("/photos/2")).json()
 
-        # The router: counts, one item, and re-queueing for the admin only.
-        thumbnail = (await client.get("/curate/workflows/thumbnail")).json()
+        # The router, for the admin only: counts, one item, the dashboard, re-queueing.
+        admin = httpx.BasicAuth("admin", "s3cret")
+        for path in ("/curate/workflows/thumbnail", "/curate/dashboard"):
+            for auth in (None, httpx.BasicAuth("admin", "wrong"), httpx.BasicAuth("eve", "s3cret")):
+                refused = await client.get(path, auth=auth)
+                assert refused.status_code == 401, path
+                assert refused.headers["www-authenticate"] == "Basic"  # a browser asks
+            assert (await client.get(path, auth=admin)).status_code == 200
+        thumbnail = (await client.get("/curate/workflows/thumbnail", auth=admin)).json()
         assert (thumbnail["counts"]["complete"], thumbnail["counts"]["error"]) == (1, 1)
-        item = (await client.get("/curate/workflows/thumbnail/items/2")).json()
-        assert item["error"] == second["thumbnail_error"]
+        # An error quoting an e-mail address is shown with the address masked.
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE photos SET thumbnail_error = thumbnail_error || ' for ann@example.org'"
+                    " WHERE id = 2"
+                )
+            )
+        item = (await client.get("/curate/workflows/thumbnail/items/2", auth=admin)).json()
+        assert item["error"] == f"{second['thumbnail_error']} for <email>"
         requeue_url = "/curate/workflows/thumbnail/requeue"
         refused = await client.post(requeue_url, json={"errors": True})
         assert refused.status_code == 401
-        admin = {"Authorization": "Bearer s3cret"}
-        requeued = await client.post(requeue_url, json={"errors": True}, headers=admin)
+        # Another site's form, posted by the admin's browser with the password it keeps.
+        forged = await client.post(
+            requeue_url,
+            data={"errors": "true"},
+            auth=admin,
+            headers={"Origin": "https://evil.example"},
+        )
+        assert forged.status_code == 403
+        assert (await photo_rows(engine))[2].thumbnail_status == "Error"
+        requeued = await client.post(requeue_url, json={"errors": True}, auth=admin)
         assert requeued.json() == {"workflow": "thumbnail", "requeued": 1}
 
     assert first == {
@@ -632,7 +657,7 @@ async def test_fastapi_app(
     }
     assert second["thumbnail_status"] == "Error"
     assert second["thumbnail_error"] == "NonRetryableError: photo 2 has no size (0x10)"
-    assert (await photo_rows(engine))[1].thumbnail_claimed_by == "docs-app"
+    assert (await photo_rows(engine))[1].thumbnail_claimed_by.startswith("docs-app#")
 
 
 async def test_photos_worker_process(
@@ -700,7 +725,7 @@ async def test_photos_worker_process(
     complete = {n for n, row in rows.items() if row.thumbnail_status == "Complete"}
     assert complete == set(range(1, 46)) - {3}
     assert rows[3].thumbnail_error == "NonRetryableError: photo 3 has no size (0x480)"
-    assert {r.thumbnail_claimed_by for r in rows.values()} == {"docs-worker"}
+    assert {r.thumbnail_claimed_by.partition("#")[0] for r in rows.values()} == {"docs-worker"}
     logs = log_path.read_text()
     assert "worker docs-worker running ['thumbnail']" in logs
     assert "stopping: no new claims" in logs

@@ -15,6 +15,7 @@ from curate import ProcessingStatus, RetryPolicy, Workflow
 from curate.engine.driver import driver_statement
 from curate.engine.error_text import ERROR_MAX_LENGTH
 from curate.testing import wait_until
+from tests.executions import ExecutionLog
 from tests.helpers import (
     create_table,
     effects_per_item,
@@ -22,6 +23,7 @@ from tests.helpers import (
     item_row,
     noop,
     status_counts,
+    worker_runtimes,
 )
 from tests.models import Effect, Item
 
@@ -47,7 +49,7 @@ async def test_completes_queued_items_with_their_writes(
     assert await status_counts(engine) == {"Complete": 25}
     assert await effects_per_item(engine) == dict.fromkeys(range(1, 26), 1)
     row = await item_row(engine, 1)
-    assert (row.work_attempts, row.work_claimed_by, row.work_lease_until) == (
+    assert (row.work_attempts, row.work_claimed_by.partition("#")[0], row.work_lease_until) == (
         1,
         "test-worker",
         None,
@@ -284,21 +286,20 @@ async def test_a_stolen_claim_cannot_record_a_failure_either(
 async def test_several_loops_process_each_item_exactly_once(
     settings: curate.CurateSettings, runtime: curate.Runtime, engine: AsyncEngine
 ) -> None:
-    """Four workers (own runtimes, own worker ids, own pools) race over 3,000 rows."""
+    """Four workers (own runtimes, own worker ids, own pools) race over 3,000 rows: each
+    service runs once per item, not merely each outcome is written once."""
     await insert_items(engine, 3_000)
-    workers = [
-        curate.Runtime(settings.model_copy(update={"worker_id": f"worker-{n}"})) for n in range(4)
-    ]
-    flow = work(batch_size=50, concurrency=5, run_max_items=10_000)
-    try:
+    executions = ExecutionLog(Item, "work")
+    flow = work(
+        executions.service(record_effect), batch_size=50, concurrency=5, run_max_items=10_000
+    )
+    async with worker_runtimes(settings, 4) as workers:
         results = await asyncio.gather(*(flow.run(w) for w in workers))
-    finally:
-        for worker in workers:
-            await worker.database.dispose()
 
     assert sum(r.completed for r in results) == 3_000
     assert all(r.completed > 0 for r in results), [r.completed for r in results]
     assert await status_counts(engine) == {"Complete": 3_000}
+    await executions.assert_once_each(range(1, 3_001))
     effects = await effects_per_item(engine)
     assert len(effects) == 3_000
     assert set(effects.values()) == {1}
@@ -321,7 +322,7 @@ async def test_claim_is_served_by_the_partial_index(
     assert (await flow.run()).claimed == 0
     # The SQL and arguments the driver is sent (curate.engine.driver), as sent.
     claim = driver_statement(flow.statements.claim, engine.dialect)
-    params = flow.statements.claim_params("work", 10, "test-worker", timedelta(seconds=60))
+    params = flow.statements.claim_params("work", 10, "test-worker#1", timedelta(seconds=60))
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
@@ -404,6 +405,7 @@ async def test_queueing_a_running_row_fences_out_the_running_attempt(
     await insert_items(engine, 1)
     first_started = asyncio.Event()
     release_first = asyncio.Event()
+    executions = ExecutionLog(Item, "work")
 
     async def service(item_id: int, session: AsyncSession) -> None:
         if not first_started.is_set():
@@ -413,7 +415,7 @@ async def test_queueing_a_running_row_fences_out_the_running_attempt(
         else:
             session.add(Effect(item_id=item_id, note="second"))
 
-    flow = work(service=service)
+    flow = work(service=executions.service(service))
     first = asyncio.create_task(flow.run())
     await first_started.wait()
     async with (await runtime.database.sessionmaker())() as session, session.begin():
@@ -428,3 +430,6 @@ async def test_queueing_a_running_row_fences_out_the_running_attempt(
     async with engine.connect() as conn:
         notes = (await conn.execute(text("SELECT note FROM effects"))).scalars().all()
     assert notes == ["second"]
+    # Two runs, one per claim: the first, then the re-queued row's.
+    await executions.assert_runs_within({1: 2})
+    assert [e.attempts for e in await executions.executions()] == [1, 2]

@@ -41,14 +41,18 @@ async def rows(engine: AsyncEngine) -> AsyncIterator[None]:
 
 
 async def send(case: schemathesis.Case) -> httpx.Response:
-    """One generated request, through the app in this process."""
+    """One generated request, through the app in this process. A POST says it is JSON
+    even without a body, as the router requires of every state-changing request."""
     kwargs = case.as_transport_kwargs(base_url="http://app")
+    headers = kwargs.get("headers") or {}
+    if kwargs["method"] == "POST":
+        headers = {"Content-Type": "application/json", **headers}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=APP)) as client:
         return await client.request(
             kwargs["method"],
             kwargs["url"],
             params=kwargs.get("params"),
-            headers=kwargs.get("headers"),
+            headers=headers,
             json=kwargs.get("json"),
             content=kwargs.get("data"),
         )

@@ -1,7 +1,9 @@
 """Fault injection: killed workers, a restarted server, many workers, a stalled worker.
 
 Whatever happens, every claimed row must end Complete, Error or back in Queued, and no
-outcome (nor a transactional service's effect) may be written twice. Run them alone with
+outcome (nor a transactional service's effect) may be written twice. Nor may a service
+run twice (`tests.executions`, counted apart from the item's transaction, so a fenced-out
+run counts too) unless its row was handed back in between. Run them alone with
 ``scripts/test -m faults``.
 """
 
@@ -37,7 +39,17 @@ from curate.db.embedded import start_embedded_postgres
 from curate.engine.config import RunConfig
 from curate.engine.rescuer import advisory_lock_key, rescue_expired
 from curate.testing import wait_until
-from tests.faults.app import OUTCOME_LOG, Base, FaultEffect, FaultItem, fault_workflow
+from tests.executions import ExecutionLog, ExecutionTable
+from tests.faults.app import (
+    HANDBACKS,
+    OUTCOMES,
+    TRANSITION_LOG,
+    Base,
+    FaultEffect,
+    FaultItem,
+    fault_executions,
+    fault_workflow,
+)
 from tests.helpers import create_table, noop
 
 pytestmark = pytest.mark.faults
@@ -48,8 +60,9 @@ ROOT = Path(__file__).resolve().parents[1]
 async def create_fault_tables(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
-        for statement in OUTCOME_LOG:
+        for statement in TRANSITION_LOG:
             await conn.execute(text(statement))
+    await ExecutionTable.create(engine)
 
 
 async def queue_items(engine: AsyncEngine, count: int) -> None:
@@ -75,9 +88,20 @@ async def per_item(engine: AsyncEngine, sql: str) -> Counter[int]:
 async def assert_each_item_done_exactly_once(engine: AsyncEngine, count: int) -> None:
     assert await status_counts(engine) == {"Complete": count}
     effects = await per_item(engine, "SELECT item_id, count(*) FROM fault_effects GROUP BY 1")
-    outcomes = await per_item(engine, "SELECT item_id, count(*) FROM fault_outcomes GROUP BY 1")
+    outcomes = await per_item(engine, OUTCOMES)
     assert len(effects) == count and set(effects.values()) == {1}, effects.most_common(3)
     assert len(outcomes) == count and set(outcomes.values()) == {1}, outcomes.most_common(3)
+
+
+async def assert_reruns_only_after_handbacks(
+    engine: AsyncEngine, executions: ExecutionLog, count: int
+) -> None:
+    """Where workers die or leases expire: an item ran again only after it was handed back
+    (rescued, retried), never more often than it was claimed, never twice under one claim."""
+    handbacks = await per_item(engine, HANDBACKS)
+    attempts = await per_item(engine, "SELECT id, fault_attempts FROM fault_items")
+    limits = {item: min(attempts[item], 1 + handbacks[item]) for item in range(1, count + 1)}
+    await executions.assert_runs_within(limits)
 
 
 async def drained(engine: AsyncEngine) -> bool:
@@ -96,7 +120,8 @@ class Workers:
             CURATE_DATABASE_SCHEMA=schema,
             CURATE_RESCUE_INTERVAL_SECONDS="0.3",
             CURATE_LOG_LEVEL="INFO",
-            PYTHONPATH=str(ROOT),
+            # The tests' own curate (a PYTHONPATH given to pytest comes first) and tests.
+            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         )
         self.started: list[subprocess.Popen[bytes]] = []
 
@@ -135,13 +160,20 @@ async def fault_engine(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
+@pytest.fixture
+def executions(fault_engine: AsyncEngine) -> ExecutionTable:
+    """What the worker processes executed."""
+    return fault_executions(fault_engine)
+
+
 LEASED = ("--lease-seconds", "1.0", "--heartbeat-seconds", "0.25")
 
 
 async def test_workers_killed_at_random_points_lose_and_double_nothing(
-    fault_engine: AsyncEngine, workers: Workers
+    fault_engine: AsyncEngine, workers: Workers, executions: ExecutionTable
 ) -> None:
-    """SIGKILL one of two workers again and again; the rescuer returns what it held."""
+    """SIGKILL one of two workers again and again; the rescuer returns what it held. Only
+    rows it handed back ran more than once."""
     items, kills = 1_500, 8
     await queue_items(fault_engine, items)
     options = ("--work-seconds", "0.004", "--concurrency", "4", *LEASED)
@@ -162,11 +194,12 @@ async def test_workers_killed_at_random_points_lose_and_double_nothing(
 
     await wait_until(lambda: drained(fault_engine), seconds=90, what="the queue to drain")
     await assert_each_item_done_exactly_once(fault_engine, items)
+    await assert_reruns_only_after_handbacks(fault_engine, executions, items)
     assert "rescued" in workers.logs()
 
 
 async def test_four_workers_complete_twenty_thousand_items_exactly_once(
-    fault_engine: AsyncEngine, workers: Workers
+    fault_engine: AsyncEngine, workers: Workers, executions: ExecutionTable
 ) -> None:
     items = 20_000
     await queue_items(fault_engine, items)
@@ -174,12 +207,13 @@ async def test_four_workers_complete_twenty_thousand_items_exactly_once(
     for process in burst:
         assert process.wait(timeout=300) == 0, workers.logs()[-3000:]
     await assert_each_item_done_exactly_once(fault_engine, items)
+    await executions.assert_once_each(range(1, items + 1))
     share = await per_item(fault_engine, "SELECT worker, count(*) FROM fault_effects GROUP BY 1")
     assert len(share) == 4, share
 
 
 async def test_sigterm_finishes_running_items_and_requeues_the_rest(
-    fault_engine: AsyncEngine, workers: Workers
+    fault_engine: AsyncEngine, workers: Workers, executions: ExecutionTable
 ) -> None:
     await queue_items(fault_engine, 20)
     worker = workers.spawn(
@@ -207,6 +241,7 @@ async def test_sigterm_finishes_running_items_and_requeues_the_rest(
         assert set(attempts.scalars()) == {0}  # handed back unstarted, attempt uncounted
     effects = await per_item(fault_engine, "SELECT item_id, count(*) FROM fault_effects GROUP BY 1")
     assert sum(effects.values()) == counts["Complete"] and set(effects.values()) == {1}
+    await executions.assert_once_each(effects)  # the released rows never started
     assert "released" in workers.logs()
 
 
@@ -217,6 +252,7 @@ async def test_a_stalled_worker_whose_row_was_rescued_cannot_write_its_outcome(
     when A wakes up, its outcome and its effect are refused."""
     await queue_items(fault_engine, 1)
     stalled, wake_up = asyncio.Event(), asyncio.Event()
+    executions = ExecutionLog(FaultItem, "fault")
 
     async def stalls(item_id: int, session: AsyncSession) -> None:
         session.add(FaultEffect(item_id=item_id, worker="A"))
@@ -225,8 +261,8 @@ async def test_a_stalled_worker_whose_row_was_rescued_cannot_write_its_outcome(
 
     worker_a = curate.Runtime(settings.model_copy(update={"worker_id": "A"}))
     worker_b = curate.Runtime(settings.model_copy(update={"worker_id": "B"}))
-    slow_a = curate.Workflow("fault", model=FaultItem, service=stalls)
-    flow_b = fault_workflow("B", 0.0)
+    slow_a = curate.Workflow("fault", model=FaultItem, service=executions.service(stalls))
+    flow_b = fault_workflow("B", 0.0, executions)
     try:
         # A's heartbeat never comes in time (as if its event loop or network stalled).
         stalled_config = RunConfig(lease_seconds=0.3, heartbeat_seconds=60)
@@ -248,6 +284,9 @@ async def test_a_stalled_worker_whose_row_was_rescued_cannot_write_its_outcome(
     effects = await per_item(fault_engine, "SELECT worker, count(*) FROM fault_effects GROUP BY 1")
     assert effects == {"B": 1}
     await assert_each_item_done_exactly_once(fault_engine, 1)
+    # A ran it under the first claim, B under the claim after the rescue: twice, no more.
+    await executions.assert_runs_within({1: 2})
+    assert [(e.worker, e.attempts) for e in await executions.executions()] == [("A", 1), ("B", 2)]
 
 
 async def test_expired_leases_past_max_attempts_end_in_error(
@@ -342,6 +381,7 @@ async def test_postgres_restarted_mid_run_loses_nothing(
         await wait_until(lambda: drained(engine), seconds=90, what="the queue to drain")
         assert worker.poll() is None, pool.logs()  # it survived the outage
         await assert_each_item_done_exactly_once(engine, items)
+        await assert_reruns_only_after_handbacks(engine, fault_executions(engine), items)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
     finally:

@@ -15,6 +15,7 @@ import curate
 from curate import ProcessingStatus, RetryPolicy, Workflow
 from curate.engine.binding import LockKey
 from curate.testing import wait_until
+from tests.executions import ExecutionLog
 from tests.helpers import create_table, noop, status_counts
 from tests.models import Effect, Item
 
@@ -105,7 +106,8 @@ async def test_rows_sharing_a_key_run_one_at_a_time_in_queue_order_across_worker
 ) -> None:
     keys = ["a", "b", "c"] * 8  # 24 rows, three keys interleaved
     await queue_keys(engine, keys)
-    workflow = locked_work(recording(spans))
+    executions = ExecutionLog(Item, "work")
+    workflow = locked_work(executions.service(recording(spans)))
     other = curate.Runtime(runtime.settings.model_copy(update={"worker_id": "other-worker"}))
     try:
         # Two workers, four slots each: without the lock, same-key rows would overlap.
@@ -115,6 +117,7 @@ async def test_rows_sharing_a_key_run_one_at_a_time_in_queue_order_across_worker
         await other.close()
 
     assert await status_counts(engine) == {"Complete": 24}
+    await executions.assert_once_each(range(1, 25))
     recorded = await read_spans(engine, spans)
     assert len(recorded) == 24
     for key, runs in by_key(recorded).items():

@@ -1,6 +1,7 @@
-"""Periodic jobs: each scheduled time runs once across processes, catch-up is bounded,
-failures are recorded, a dead process's run is taken over once its lease expires, and
-runs neither overlap in a process nor outlive shutdown."""
+"""Periodic jobs: each scheduled time runs once across processes, by the database's clock
+whatever a host's says, catch-up is bounded, failures are recorded, a dead process's run
+is taken over once its lease expires, a run that lost its lease is cancelled, and runs
+neither overlap in a process nor outlive shutdown."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import pytest
 from apscheduler.schedulers.base import STATE_PAUSED
 from sqlalchemy import insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
 from curate import scheduling
@@ -41,7 +43,8 @@ async def run_rows(engine: AsyncEngine, job_name: str) -> list[Any]:
             return []
         result = await connection.execute(
             text(
-                "SELECT scheduled_at, worker_id, attempts, lease_until, finished_at, error"
+                "SELECT scheduled_at, worker_id, attempts, started_at, lease_until, finished_at,"
+                " error"
                 " FROM curate_periodic_runs"
                 " WHERE job_name = :job_name ORDER BY scheduled_at"
             ),
@@ -72,9 +75,19 @@ async def record_claim(
         "lease_seconds": lease_seconds,
     }
     async with engine.begin() as connection:
-        await connection.execute(sql.CLAIM_RUN, params)
+        attempt = await connection.scalar(sql.CLAIM_RUN, params)
         if finished:
-            await connection.execute(sql.FINISH_RUN, {**params, "error": None})
+            await connection.execute(sql.FINISH_RUN, {**params, "attempt": attempt, "error": None})
+
+
+def replica_env(database_url: str, schema: str) -> dict[str, str]:
+    """The environment of a `tests.periodic_app` process on the test's schema."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CURATE_")}
+    return env | {
+        "CURATE_DATABASE_URL": database_url,
+        "CURATE_DATABASE_SCHEMA": schema,
+        "CURATE_LISTEN_NOTIFY": "false",
+    }
 
 
 def start_replica(env: dict[str, str], worker_id: str, log: Path) -> subprocess.Popen[bytes]:
@@ -87,27 +100,46 @@ def start_replica(env: dict[str, str], worker_id: str, log: Path) -> subprocess.
     )
 
 
+async def stop_replicas(replicas: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each replica; each must shut down cleanly."""
+    for replica in replicas:
+        replica.send_signal(signal.SIGTERM)
+    exit_codes = [await asyncio.to_thread(replica.wait, 15) for replica in replicas]
+    assert exit_codes == [0] * len(replicas)
+
+
+async def effects(engine: AsyncEngine) -> list[Any]:
+    """What the replicas' job did: (scheduled_at, worker_id, host_clock), oldest first."""
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            select(EFFECTS.c.scheduled_at, EFFECTS.c.worker_id, EFFECTS.c.host_clock).order_by(
+                EFFECTS.c.scheduled_at, EFFECTS.c.worker_id
+            )
+        )
+        return list(result)
+
+
+def assert_each_second_ran_once(done: list[Any]) -> list[datetime]:
+    """Every second from the first to the last ran exactly once; the seconds."""
+    runs_per_time = Counter(effect.scheduled_at for effect in done)
+    assert set(runs_per_time.values()) == {1}, "a scheduled time ran more than once"
+    times = sorted(runs_per_time)
+    assert times == [times[0] + timedelta(seconds=n) for n in range(len(times))], "a gap"
+    assert {scheduled_at.microsecond for scheduled_at in times} == {0}  # epoch-aligned
+    return times
+
+
 async def test_replicas_run_each_scheduled_time_exactly_once(
     engine: AsyncEngine, database_url: str, schema: str, tmp_path: Path
 ) -> None:
     """Three processes wake every second; each time runs in exactly one of them."""
     async with engine.begin() as connection:
         await connection.run_sync(EFFECTS.metadata.create_all)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CURATE_")}
-    env |= {
-        "CURATE_DATABASE_URL": database_url,
-        "CURATE_DATABASE_SCHEMA": schema,
-        "CURATE_LISTEN_NOTIFY": "false",
-    }
-
-    async def effects() -> list[tuple[datetime, str]]:
-        async with engine.connect() as connection:
-            result = await connection.execute(select(EFFECTS.c.scheduled_at, EFFECTS.c.worker_id))
-            return sorted((scheduled_at, worker) for scheduled_at, worker in result)
+    env = replica_env(database_url, schema)
 
     async def several_times_by_several_replicas() -> bool:
-        done = await effects()
-        return len(done) >= 6 and len({worker for _, worker in done}) >= 2
+        done = await effects(engine)
+        return len(done) >= 6 and len({effect.worker_id for effect in done}) >= 2
 
     replicas: list[subprocess.Popen[bytes]] = []
     try:
@@ -116,23 +148,18 @@ async def test_replicas_run_each_scheduled_time_exactly_once(
         await wait_until(
             several_times_by_several_replicas, seconds=30, what="6 times run by 2+ replicas"
         )
-        for replica in replicas:
-            replica.send_signal(signal.SIGTERM)
-        exit_codes = [await asyncio.to_thread(replica.wait, 15) for replica in replicas]
-        assert exit_codes == [0, 0, 0]
+        await stop_replicas(replicas)
     finally:
         for replica in replicas:
             if replica.poll() is None:
                 replica.kill()
 
-    done = await effects()
-    runs_per_time = Counter(scheduled_at for scheduled_at, _ in done)
-    assert set(runs_per_time.values()) == {1}, "a scheduled time ran more than once"
-    times = sorted(runs_per_time)
-    assert times == [times[0] + timedelta(seconds=n) for n in range(len(times))], "a gap"
-    assert {scheduled_at.microsecond for scheduled_at in times} == {0}  # epoch-aligned
+    done = await effects(engine)
+    assert_each_second_ran_once(done)
     recorded = await run_rows(engine, "record_tick")
-    assert [(row.scheduled_at, row.worker_id) for row in recorded] == done
+    assert [(row.scheduled_at, row.worker_id) for row in recorded] == [
+        (effect.scheduled_at, effect.worker_id) for effect in done
+    ]
     assert all(row.finished_at is not None and row.error is None for row in recorded)
 
 
@@ -208,6 +235,28 @@ async def test_a_new_job_starts_from_now_at_epoch_aligned_times(
     assert datetime.now(UTC) - timedelta(seconds=300) < scheduled_at <= datetime.now(UTC)
     await job.func()  # the same time again: already run, not run twice
     assert calls == [scheduled_at]
+
+
+async def test_wake_ups_move_by_the_hosts_clock_skew(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    """Each tick measures the host's clock against the database's; the scheduler's next
+    wake-ups move by it, so a host 17 minutes fast wakes 17 minutes "late" by its clock."""
+
+    @curate.periodic(every_seconds=300)
+    async def every_five_minutes(scheduled_at: datetime) -> None:
+        """What a job does is not the point here."""
+
+    job = scheduling.add_periodic_job(every_five_minutes)
+    await job.func()
+    runner = job.func.__self__
+    assert abs(runner.clock_skew) < timedelta(seconds=1)  # this host and the database agree
+    runner.clock_skew = timedelta(minutes=17)
+    now = datetime.now(UTC)
+    wake_up = job.trigger.get_next_fire_time(None, now)
+    assert (wake_up - timedelta(minutes=17)).timestamp() % 300 == 0
+    assert now < wake_up <= now + timedelta(seconds=300)
+    assert job.trigger.get_next_fire_time(wake_up, now) == wake_up + timedelta(seconds=300)
 
 
 async def test_a_failing_run_is_recorded_and_the_next_time_still_runs(
@@ -407,6 +456,203 @@ async def test_a_long_run_keeps_its_lease(runtime: curate.Runtime, engine: Async
     finished = (await run_rows(engine, "long_run"))[0]
     assert (finished.worker_id, finished.attempts, finished.error) == ("test-worker", 1, None)
     assert finished.finished_at is not None
+
+
+def libfaketime() -> Path:
+    """Debian's libfaketime (package faketime); under CI (CI set) its absence fails."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if found:
+        return found[0]
+    reason = "libfaketime is missing: apt-get install faketime (.ci/run installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.mark.faults
+async def test_a_host_an_hour_fast_runs_nothing_early_and_leaves_no_gap(
+    engine: AsyncEngine, database_url: str, schema: str, tmp_path: Path
+) -> None:
+    """One replica's clock is an hour ahead (faketime): times follow the database's clock.
+
+    Both replicas run together, then the fast one alone: each second runs once, none
+    before its time by the database's clock, none skipped, and the fast one takes part.
+    """
+    async with engine.begin() as connection:
+        await connection.run_sync(EFFECTS.metadata.create_all)
+    env = replica_env(database_url, schema)
+    fast_env = env | {
+        "LD_PRELOAD": str(libfaketime()),
+        "FAKETIME": "+1h",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # asyncio's timers stay on the real clock
+    }
+
+    async def ran(count: int, worker: str | None = None) -> bool:
+        done = await effects(engine)
+        return len([e for e in done if worker in (None, e.worker_id)]) >= count
+
+    correct = start_replica(env, "correct", tmp_path / "correct.log")
+    fast: subprocess.Popen[bytes] | None = None
+    try:
+        await wait_until(lambda: ran(2), seconds=30, what="2 times on the correct host")
+        fast = start_replica(fast_env, "fast", tmp_path / "fast.log")
+        await wait_until(lambda: ran(8), seconds=30, what="6 more times, both hosts up")
+        await stop_replicas([correct])
+        await wait_until(lambda: ran(3, "fast"), seconds=30, what="3 times on the fast host")
+        await stop_replicas([fast])
+    finally:
+        for replica in (correct, fast):
+            if replica is not None and replica.poll() is None:
+                replica.kill()
+
+    done = await effects(engine)
+    assert_each_second_ran_once(done)
+    for effect in done:  # faketime did shift the fast host's clock, and only its
+        hour_ahead = timedelta(hours=1) if effect.worker_id == "fast" else timedelta(0)
+        assert abs(effect.host_clock - hour_ahead - effect.scheduled_at) < timedelta(seconds=5)
+    rows = await run_rows(engine, "record_tick")
+    assert [(row.scheduled_at, row.worker_id) for row in rows] == [
+        (effect.scheduled_at, effect.worker_id) for effect in done
+    ]
+    early = [row for row in rows if row.started_at < row.scheduled_at]
+    assert not early, f"run before its time by the database's clock: {early}"
+    fast_lateness = [row.started_at - row.scheduled_at for row in rows if row.worker_id == "fast"]
+    assert median(fast_lateness) < timedelta(seconds=0.5)  # woken on time, not caught up
+    async with engine.connect() as connection:
+        database_now = await connection.scalar(text("SELECT now()"))
+    assert rows[-1].scheduled_at <= database_now
+
+
+@pytest.mark.faults
+async def test_times_ahead_of_the_database_clock_are_neither_claimed_nor_followed(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    """A time in the future cannot be claimed; a row there (from an older curate on a fast
+    host) does not hide the times before it from catch-up."""
+    calls: list[datetime] = []
+
+    @curate.periodic(cron=EVERY_NEW_YEAR)
+    async def new_year(scheduled_at: datetime) -> None:
+        calls.append(scheduled_at)
+
+    this_year = datetime(datetime.now(UTC).year, 1, 1, tzinfo=UTC)
+    next_year = this_year.replace(year=this_year.year + 1)
+    await record_claim(engine, "new_year", this_year.replace(year=this_year.year - 1))
+    async with engine.begin() as connection:
+        refused = await connection.scalar(
+            sql.CLAIM_RUN,
+            {
+                "job_name": "new_year",
+                "scheduled_at": next_year,
+                "worker_id": "fast-replica",
+                "lease_seconds": 60.0,
+            },
+        )
+        assert refused is None
+        await connection.execute(  # what an older curate on a fast host wrote
+            text(
+                "INSERT INTO curate_periodic_runs (job_name, scheduled_at, worker_id,"
+                " lease_until, finished_at) VALUES ('new_year', :at, 'old-fast', now(), now())"
+            ),
+            {"at": next_year},
+        )
+
+    await scheduling.add_periodic_job(new_year).func()  # the start-up tick catches up
+
+    assert calls == [this_year]
+
+
+@pytest.mark.faults
+async def test_a_run_that_lost_its_lease_is_cancelled_and_not_recorded(
+    runtime: curate.Runtime, engine: AsyncEngine, log_lines: list[str]
+) -> None:
+    """A run stalls past its lease and another process takes its time over: the stalled
+    run's next renewal finds the row taken, so its task is cancelled."""
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    @curate.periodic(cron=EVERY_NEW_YEAR, lease_seconds=1)
+    async def new_year(scheduled_at: datetime) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # stalls for good
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    this_year = datetime(datetime.now(UTC).year, 1, 1, tzinfo=UTC)
+    await record_claim(engine, "new_year", this_year.replace(year=this_year.year - 1))
+    tick = asyncio.create_task(scheduling.add_periodic_job(new_year).func())
+    try:
+        await asyncio.wait_for(started.wait(), timeout=10)
+        await take_over(engine, "new_year", this_year)
+        await asyncio.wait_for(tick, timeout=10)  # the next renewal (1/3 s) ends the run
+    finally:
+        tick.cancel()
+        await asyncio.gather(tick, return_exceptions=True)
+
+    assert cancelled.is_set()
+    [_, taken] = await run_rows(engine, "new_year")
+    assert (taken.worker_id, taken.attempts, taken.finished_at) == ("other-replica", 2, None)
+    assert any("outlived its lease and another process took" in line for line in log_lines)
+
+
+@pytest.mark.faults
+async def test_session_writes_commit_with_the_outcome_or_not_at_all(
+    runtime: curate.Runtime, engine: AsyncEngine, log_lines: list[str]
+) -> None:
+    """A job taking a session: its writes commit with its outcome; when its time was taken
+    over before it finished, neither its writes nor its outcome are committed."""
+    async with engine.begin() as connection:
+        await connection.run_sync(EFFECTS.metadata.create_all)
+    this_year = datetime(datetime.now(UTC).year, 1, 1, tzinfo=UTC)
+    last_year = this_year.replace(year=this_year.year - 1)
+    wrote = asyncio.Event()
+    release = asyncio.Event()
+
+    @curate.periodic(cron=EVERY_NEW_YEAR)  # a 60 s lease: no renewal notices the takeover
+    async def new_year(scheduled_at: datetime, session: AsyncSession) -> None:
+        await session.execute(insert(EFFECTS), {"scheduled_at": scheduled_at, "worker_id": "w"})
+        if scheduled_at == this_year:
+            wrote.set()
+            await release.wait()
+
+    runtime.settings.periodic_max_catch_up = 2
+    await record_claim(engine, "new_year", last_year.replace(year=last_year.year - 1))
+    tick = asyncio.create_task(scheduling.add_periodic_job(new_year).func())
+    try:
+        await asyncio.wait_for(wrote.wait(), timeout=10)
+        await take_over(engine, "new_year", this_year)
+        release.set()
+        await asyncio.wait_for(tick, timeout=10)
+    finally:
+        tick.cancel()
+        await asyncio.gather(tick, return_exceptions=True)
+
+    assert [effect.scheduled_at for effect in await effects(engine)] == [last_year]
+    [_, finished, taken] = await run_rows(engine, "new_year")
+    assert (finished.scheduled_at, finished.worker_id) == (last_year, "test-worker")
+    assert finished.finished_at is not None
+    assert (taken.worker_id, taken.attempts, taken.finished_at) == ("other-replica", 2, None)
+    assert any("its session's writes rolled back" in line for line in log_lines)
+
+
+async def take_over(engine: AsyncEngine, job_name: str, scheduled_at: datetime) -> None:
+    """As another process would once the run's lease expired: in one transaction, so the
+    run cannot renew its lease in between."""
+    params = {"job_name": job_name, "scheduled_at": scheduled_at}
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE curate_periodic_runs SET lease_until = now() - interval '1 second'"
+                " WHERE job_name = :job_name AND scheduled_at = :scheduled_at"
+            ),
+            params,
+        )
+        attempt = await connection.scalar(
+            sql.CLAIM_RUN, {**params, "worker_id": "other-replica", "lease_seconds": 60.0}
+        )
+    assert attempt == 2
 
 
 async def _noop(scheduled_at: datetime) -> None:

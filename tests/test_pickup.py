@@ -1,7 +1,9 @@
 """Instant pick-up: NOTIFY wakes a workflow at once; delayed rows start when due.
 
 Every test polls the scheduler only once a minute, so a row that completes within the
-test's deadline was started by a wake-up, not by polling.
+test's deadline was started by a wake-up, not by polling. Wake-ups start runs beside the
+scheduled ones, so one process may hold several runs of ``work`` at once: each row must
+still run once.
 """
 
 from __future__ import annotations
@@ -19,24 +21,46 @@ import curate
 from curate import ProcessingStatus, Workflow, scheduling
 from curate.migrations import create_notify_trigger
 from curate.testing import wait_until
+from tests.executions import ExecutionLog
 from tests.helpers import insert_items, noop, status_counts
 from tests.models import Item
 
 ONCE_A_MINUTE = 60.0
 
-work = Workflow("work", model=Item, service=noop, interval_seconds=ONCE_A_MINUTE, batch_size=100)
 
-
-async def process_pending_works() -> None:
-    await work.run()
+@pytest.fixture
+def executions() -> ExecutionLog:
+    return ExecutionLog(Item, "work")
 
 
 @pytest.fixture
-async def started(runtime: curate.Runtime, engine: AsyncEngine) -> AsyncIterator[curate.Runtime]:
-    """The scheduler running ``work``, listening, after its first (empty) run."""
-    await insert_items(engine, 3, status=None)
+def work(executions: ExecutionLog) -> Workflow:
+    return Workflow(
+        "work",
+        model=Item,
+        service=executions.service(noop),
+        interval_seconds=ONCE_A_MINUTE,
+        batch_size=100,
+    )
+
+
+def schedule(work: Workflow) -> None:
+    """Add ``process_pending_works`` to the scheduler and start it."""
+
+    async def process_pending_works() -> None:
+        await work.run()
+
     scheduling.add_workflow_job(work, process_pending_works)
     scheduling.start_scheduler()
+
+
+@pytest.fixture
+async def started(
+    runtime: curate.Runtime, engine: AsyncEngine, work: Workflow
+) -> AsyncIterator[curate.Runtime]:
+    """The scheduler running ``work``, listening, after its first (empty) run."""
+    await insert_items(engine, 3, status=None)
+    schedule(work)
     notifier = runtime.notifier
     assert notifier is not None
 
@@ -57,30 +81,33 @@ async def all_complete(engine: AsyncEngine, count: int) -> None:
     async def done() -> bool:
         return (await status_counts(engine))["Complete"] == count
 
-    await wait_until(done, seconds=10, what=f"{count} rows Complete (a poll is a minute away)")
+    # Half the poll interval: done by then, the rows were started by a wake-up.
+    await wait_until(done, seconds=30, what=f"{count} rows Complete (a poll is a minute away)")
 
 
 async def test_rows_queued_through_curate_start_at_once(
-    started: curate.Runtime, engine: AsyncEngine
+    started: curate.Runtime, engine: AsyncEngine, work: Workflow, executions: ExecutionLog
 ) -> None:
     sessions = await started.database.sessionmaker()
     async with sessions() as session, session.begin():
         await work.queue(session, [1, 2])
     await all_complete(engine, 2)
+    await executions.assert_once_each([1, 2])
 
 
 async def test_the_trigger_wakes_workers_for_rows_queued_by_plain_sql(
-    started: curate.Runtime, engine: AsyncEngine
+    started: curate.Runtime, engine: AsyncEngine, executions: ExecutionLog
 ) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(with_trigger)
     async with engine.begin() as conn:
         await conn.execute(update(Item).values(work_status=ProcessingStatus.Queued))
     await all_complete(engine, 3)
+    await executions.assert_once_each([1, 2, 3])
 
 
 async def test_a_burst_of_queued_rows_is_one_notification(
-    started: curate.Runtime, engine: AsyncEngine
+    started: curate.Runtime, engine: AsyncEngine, executions: ExecutionLog
 ) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(with_trigger)
@@ -91,12 +118,13 @@ async def test_a_burst_of_queued_rows_is_one_notification(
             )
         )
     await all_complete(engine, 5_000)
+    await executions.assert_once_each(range(100, 5_100))
     notifier = started.notifier
     assert notifier is not None and notifier.received == 1
 
 
 async def test_a_lost_listen_connection_comes_back(
-    started: curate.Runtime, engine: AsyncEngine
+    started: curate.Runtime, engine: AsyncEngine, work: Workflow, executions: ExecutionLog
 ) -> None:
     notifier = started.notifier
     assert notifier is not None
@@ -117,19 +145,20 @@ async def test_a_lost_listen_connection_comes_back(
     async with sessions() as session, session.begin():
         await work.queue(session, [3])
     await all_complete(engine, 1)
+    await executions.assert_once_each([3])
 
 
 async def test_a_delayed_row_starts_when_due_not_at_the_next_poll(
-    runtime: curate.Runtime, engine: AsyncEngine
+    runtime: curate.Runtime, engine: AsyncEngine, work: Workflow, executions: ExecutionLog
 ) -> None:
     await insert_items(engine, 1)
     async with engine.begin() as conn:
         await conn.execute(
             update(Item).values(work_run_after=text("now() + interval '1.5 seconds'"))
         )
-    scheduling.add_workflow_job(work, process_pending_works)
-    scheduling.start_scheduler()
+    schedule(work)
     try:
         await all_complete(engine, 1)
     finally:
         await scheduling.shutdown_scheduler()
+    await executions.assert_once_each([1])

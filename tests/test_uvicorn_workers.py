@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
 from curate.testing import wait_until
+from tests.executions import ExecutionTable
 from tests.helpers import effects_per_item, insert_items, status_counts
+from tests.models import Item
 from tests.multiworker_app import work
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +51,7 @@ async def test_two_uvicorn_workers_share_the_queue_and_do_each_item_once(
     runtime: curate.Runtime, engine: AsyncEngine, database_url: str, schema: str, tmp_path: Path
 ) -> None:
     await insert_items(engine, 600, status=None)
+    await ExecutionTable.create(engine)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CURATE_")}
     env |= {"CURATE_DATABASE_URL": database_url, "CURATE_DATABASE_SCHEMA": schema}
     server = start_uvicorn(env, tmp_path / "uvicorn.log")
@@ -81,6 +84,7 @@ async def test_two_uvicorn_workers_share_the_queue_and_do_each_item_once(
             server.wait(timeout=10)
     effects = await effects_per_item(engine)
     assert len(effects) == 600 and set(effects.values()) == {1}
+    await ExecutionTable(Item, "work", engine).assert_once_each(range(1, 601))
     async with engine.connect() as conn:
         processes = await conn.scalar(text("SELECT count(DISTINCT note) FROM effects"))
     assert processes == 2, (tmp_path / "uvicorn.log").read_text()[-2000:]

@@ -51,7 +51,7 @@ class WorkflowStatus:
 
     name: str
     table: str
-    counts: dict[str, int]  # queued, processing, complete, error, other
+    counts: dict[str, int]  # queued, processing, complete, error, other, unset
     oldest_queued_seconds: float | None
     expired_leases: int | None
     throughput_per_minute: float | None
@@ -137,6 +137,7 @@ async def _workflow_status(
             "complete": summary.complete,
             "error": summary.failed,
             "other": summary.other,
+            "unset": summary.unset,
         },
         oldest_queued_seconds=_rounded(summary.oldest_queued_seconds, 1),
         expired_leases=summary.expired_leases,

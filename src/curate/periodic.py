@@ -5,7 +5,11 @@ are the same everywhere: a crontab read in UTC, or an interval counted from the 
 The database decides who runs a time: each process inserts (job, time) into
 ``curate_periodic_runs``, and only the one that got the row runs it, under a lease it
 renews, then records when it finished or the error. A run whose process died is run
-again by the next process that looks, once its lease expired.
+again by the next process that looks, once its lease expired; a run that outlived its
+lease while another process took its time over is cancelled, its outcome not recorded.
+
+Which times are due is decided by the database's clock, the one every process shares: a
+host whose clock runs ahead wakes early, finds nothing due yet, and runs nothing early.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from loguru import logger
-from sqlalchemy import TextClause
+from sqlalchemy import Row, TextClause
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.db.own_tables import ensure_tables
 from curate.engine.error_text import format_error
@@ -29,8 +34,15 @@ from curate.runtime import Runtime
 from curate.scheduling import EPOCH, CronSchedule, IntervalSchedule, Schedule
 from curate.sql import periodic as sql
 
-PeriodicFunction = Callable[[datetime], Awaitable[Any]]
-"""``async def job(scheduled_at: datetime)``: gets the time it runs for, in UTC."""
+if TYPE_CHECKING:
+    from loguru import Logger
+
+PlainFunction = Callable[[datetime], Awaitable[Any]]
+SessionFunction = Callable[[datetime, AsyncSession], Awaitable[Any]]
+PeriodicFunction = PlainFunction | SessionFunction
+"""``async def job(scheduled_at)``, or ``async def job(scheduled_at, session)``: gets the
+time it runs for, in UTC, and if it asks, a session whose writes curate commits together
+with the run's outcome, or rolls back if the run lost its lease."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -57,18 +69,25 @@ class PeriodicJob:
     every_seconds: float | None = None
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     schedule: Schedule = field(init=False, repr=False, compare=False)
+    takes_session: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schedule", _checked_schedule(self))
+        object.__setattr__(self, "takes_session", _takes_session(self))
 
     @property
     def job_id(self) -> str:
         """The scheduler job's id."""
         return f"periodic_{self.name}"
 
-    async def __call__(self, scheduled_at: datetime) -> Any:
-        """Run the function once, as a test or a manual run would, without any claim."""
-        return await self.function(scheduled_at)
+    async def __call__(self, scheduled_at: datetime, session: AsyncSession | None = None) -> Any:
+        """Run the function once, as a test or a manual run would, without any claim;
+        ``session`` is for a job that takes one, and ignored by one that does not."""
+        if not self.takes_session:
+            return await cast(PlainFunction, self.function)(scheduled_at)
+        if session is None:
+            raise TypeError(f"periodic job {self.name!r} takes a session: pass one after the time")
+        return await cast(SessionFunction, self.function)(scheduled_at, session)
 
     def runner(self, runtime: Runtime) -> PeriodicRunner:
         """What the scheduler calls at each time, in ``runtime``'s process."""
@@ -129,9 +148,30 @@ def _checked_schedule(job: PeriodicJob) -> Schedule:
     return IntervalSchedule(job.every_seconds)
 
 
+def _takes_session(job: PeriodicJob) -> bool:
+    """A second parameter asks for a session; more than two required ones is a mistake."""
+    parameters = inspect.signature(job.function).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    positional = [p for p in parameters if p.kind in kinds]
+    if sum(p.default is inspect.Parameter.empty for p in positional) > 2:
+        raise ConfigurationError(
+            f"periodic job {job.name!r}: the function must take (scheduled_at)"
+            " or (scheduled_at, session)"
+        )
+    return len(positional) >= 2
+
+
 def _at_least(value: object, minimum: float) -> bool:
     """A real number (not a bool, not a string of digits) of at least ``minimum``."""
     return isinstance(value, int | float) and not isinstance(value, bool) and value >= minimum
+
+
+_EARLY_WAKE_UP = timedelta(seconds=0.5)
+"""A wake-up this close before a time (by the database's clock) waits for it rather than
+skip it: the host's clock, or its measured skew, is a little ahead. Under the shortest
+period (1 s), so a wait never reaches past the time after."""
+
+_SKEW_WORTH_A_WARNING = timedelta(seconds=1)
 
 
 class PeriodicRunner:
@@ -141,6 +181,9 @@ class PeriodicRunner:
         self.job = job
         self.runtime = runtime
         self.stopping = False
+        self.clock_skew = timedelta(0)
+        """How far this host's clock is ahead of the database's, as last measured: the
+        scheduler shifts the job's wake-ups by it, so they come at the database's times."""
         self._started = False
         """Set after the first tick, which only catches up: it was not woken for a time."""
         self._running: asyncio.Task[Any] | None = None
@@ -165,30 +208,24 @@ class PeriodicRunner:
 
     async def _due_times(self) -> list[datetime]:
         """The time this tick was woken for, after the latest missed or abandoned times
-        (at most ``CURATE_PERIODIC_MAX_CATCH_UP`` of them).
+        (at most ``CURATE_PERIODIC_MAX_CATCH_UP`` of them), all by the database's clock.
 
         Missed times are those after the job's last claimed time anywhere; a job never
         run before has none. Abandoned times were claimed by a process that stopped
         before finishing them. The first tick was not woken for a time: it only catches up.
         """
-        now = datetime.now(UTC)
-        engine = await self.runtime.database.engine()
-        await ensure_tables(engine, sql.TABLES_KEY, sql.CREATE_TABLES)
         catch_up = self.runtime.settings.periodic_max_catch_up
-        async with engine.connect() as connection:
-            last: datetime | None = await connection.scalar(
-                sql.LAST_SCHEDULED, {"job_name": self.job.name}
-            )
-            abandoned = await connection.scalars(
-                sql.ABANDONED_RUNS, {"job_name": self.job.name, "limit": catch_up}
-            )
-            late = set(abandoned)
+        state = await self._read_state(catch_up)
         schedule = self.job.schedule
-        woken_for = schedule.latest(last or EPOCH, now, 1) if self._started else []
+        woken_for: list[datetime] = []
+        if self._started:
+            state = await self._wait_if_early(state, catch_up)
+            woken_for = schedule.latest(state.last or EPOCH, state.now, 1)
         self._started = True
-        if last is not None:
-            missed_until = woken_for[0] - timedelta(microseconds=1) if woken_for else now
-            late.update(schedule.latest(last, missed_until, catch_up))
+        late = set(state.abandoned)
+        if state.last is not None:
+            missed_until = woken_for[0] - timedelta(microseconds=1) if woken_for else state.now
+            late.update(schedule.latest(state.last, missed_until, catch_up))
         latest_late = sorted(late)[-catch_up:] if catch_up else []
         if latest_late:
             self._log.info(
@@ -199,10 +236,45 @@ class PeriodicRunner:
             )
         return latest_late + woken_for
 
+    async def _read_state(self, catch_up: int) -> Row[Any]:
+        """The database's time, the job's latest claimed time and its abandoned times
+        (`sql.DUE_STATE`); measures this host's clock against the database's on the way."""
+        engine = await self.runtime.database.engine()
+        await ensure_tables(engine, sql.TABLES_KEY, sql.CREATE_TABLES)
+        async with engine.connect() as connection:
+            sent = datetime.now(UTC)
+            result = await connection.execute(
+                sql.DUE_STATE, {"job_name": self.job.name, "limit": catch_up}
+            )
+            received = datetime.now(UTC)
+        state = result.one()
+        skew = sent + (received - sent) / 2 - state.now
+        if abs(skew) > _SKEW_WORTH_A_WARNING >= abs(self.clock_skew):
+            self._log.warning(
+                "periodic job {}: this host's clock is {:+.1f} s off the database's;"
+                " scheduled times follow the database's",
+                self.job.name,
+                skew.total_seconds(),
+            )
+        self.clock_skew = skew
+        return state
+
+    async def _wait_if_early(self, state: Row[Any], catch_up: int) -> Row[Any]:
+        """Wait for a time the process woke just before; the state once it is due."""
+        while (upcoming := self.job.schedule.next_after(state.now)) is not None:
+            early = upcoming - state.now
+            if early > _EARLY_WAKE_UP:
+                break
+            await asyncio.sleep(early.total_seconds())
+            state = await self._read_state(catch_up)
+        return state
+
     async def _run(self, scheduled_at: datetime) -> None:
         """Claim ``scheduled_at``; if this process got it, run the job and record how it ended.
 
         A lease, renewed while the job runs, keeps other processes from taking it over.
+        If a renewal finds the time taken over all the same (the run outlived its lease:
+        a stalled loop, a database cut off), the job is cancelled: the other process runs it.
         """
         log = self._log.bind(scheduled_at=scheduled_at.isoformat())
         attempt = await self._write(sql.CLAIM_RUN, scheduled_at)
@@ -216,30 +288,64 @@ class PeriodicRunner:
                 scheduled_at,
                 attempt,
             )
-        heartbeat = asyncio.create_task(self._keep_lease(scheduled_at))
+        work = asyncio.create_task(self._execute(scheduled_at, attempt, log))
+        lease = asyncio.create_task(self._keep_lease(scheduled_at, attempt))
         try:
-            await self.job.function(scheduled_at)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):  # if not released, the lease expires
-                await self._write(sql.RELEASE_RUN, scheduled_at)
-            raise
-        except Exception as exc:
-            error = format_error(exc)
-            log.opt(exception=exc).error(
-                "periodic job {} failed for {}: {}", self.job.name, scheduled_at, error
+            await asyncio.wait({work, lease}, return_when=asyncio.FIRST_COMPLETED)
+            if work.done():
+                await work  # raises if the outcome could not be written: the tick logs it
+                return
+            await _cancel(work)  # the lease was lost
+            log.warning(
+                "periodic job {} at {}: cancelled: it outlived its lease and another process"
+                " took the time over",
+                self.job.name,
+                scheduled_at,
             )
-            await self._write(sql.FINISH_RUN, scheduled_at, error=error)
-        else:
-            await self._write(sql.FINISH_RUN, scheduled_at, error=None)
+        except asyncio.CancelledError:  # shutdown: hand the time to the next process
+            await _cancel(work)
+            with contextlib.suppress(Exception):  # if not released, the lease expires
+                await self._write(sql.RELEASE_RUN, scheduled_at, attempt=attempt)
+            raise
         finally:
-            heartbeat.cancel()
+            lease.cancel()
 
-    async def _keep_lease(self, scheduled_at: datetime) -> None:
-        """Renew the run's lease every third of it; a missed renewal is retried next time."""
+    async def _execute(self, scheduled_at: datetime, attempt: int, log: Logger) -> None:
+        """Call the function; record its outcome in the transaction of the session it
+        wrote through (if it takes one), so its writes commit with the outcome, or not
+        at all if the run lost its lease meanwhile (or is cancelled)."""
+        sessionmaker = await self.runtime.database.sessionmaker()
+        async with sessionmaker() as session:
+            error = None
+            try:
+                await self.job(scheduled_at, session)
+            except Exception as exc:
+                error = format_error(exc)
+                log.opt(exception=exc).error(
+                    "periodic job {} failed for {}: {}", self.job.name, scheduled_at, error
+                )
+                await session.rollback()
+            params = self._params(scheduled_at, attempt=attempt, error=error)
+            if await session.scalar(sql.FINISH_RUN, params) is not None:
+                await session.commit()
+                return
+            await session.rollback()
+        log.warning(
+            "periodic job {} at {}: not recorded{}: it outlived its lease and another process"
+            " took the time over",
+            self.job.name,
+            scheduled_at,
+            ", its session's writes rolled back" if self.job.takes_session else "",
+        )
+
+    async def _keep_lease(self, scheduled_at: datetime, attempt: int) -> None:
+        """Renew the run's lease every third of it, until a renewal finds that another
+        process took the time over; a failed renewal is retried next time."""
         while True:
             await asyncio.sleep(self.job.lease_seconds / 3)
             try:
-                await self._write(sql.EXTEND_LEASE, scheduled_at)
+                if await self._write(sql.EXTEND_LEASE, scheduled_at, attempt=attempt) is None:
+                    return
             except Exception as exc:
                 self._log.warning(
                     "periodic job {}: could not renew the lease of {}: {}",
@@ -248,21 +354,22 @@ class PeriodicRunner:
                     format_error(exc),
                 )
 
+    def _params(self, scheduled_at: datetime, **params: Any) -> dict[str, Any]:
+        """The parameters of a statement about this job's run at ``scheduled_at``."""
+        return {
+            "job_name": self.job.name,
+            "scheduled_at": scheduled_at,
+            "worker_id": self.runtime.settings.worker_id,
+            "lease_seconds": float(self.job.lease_seconds),
+            **params,
+        }
+
     async def _write(self, statement: TextClause, scheduled_at: datetime, **params: Any) -> Any:
-        """Run one statement about this job's run at ``scheduled_at``; its first value."""
+        """Run one statement about this job's run at ``scheduled_at``; its first value,
+        None when it touched no row."""
         engine = await self.runtime.database.engine()
         async with engine.begin() as connection:
-            result = await connection.execute(
-                statement,
-                {
-                    "job_name": self.job.name,
-                    "scheduled_at": scheduled_at,
-                    "worker_id": self.runtime.settings.worker_id,
-                    "lease_seconds": float(self.job.lease_seconds),
-                    **params,
-                },
-            )
-            return result.scalar() if result.returns_rows else None
+            return await connection.scalar(statement, self._params(scheduled_at, **params))
 
     async def stop(self, grace_seconds: float) -> bool:
         """Start no more times; give the running one ``grace_seconds``, then cancel it.
@@ -283,3 +390,9 @@ class PeriodicRunner:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         return False
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has unwound (its session closed, rolled back)."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -140,7 +140,7 @@ def add_periodic_job(job: PeriodicJob, runtime: Runtime | None = None) -> Job:
     """
     runner = job.runner(runtime or get_runtime())
     _periodic_runners[job.name] = runner
-    trigger = ScheduleTrigger(job.schedule)
+    trigger = ScheduleTrigger(job.schedule, skew=lambda: runner.clock_skew)
     scheduled = _add_job(runner.tick, trigger, job_id=job.job_id, max_instances=1)
     logger.info("periodic job {} scheduled {} (job {})", job.name, job.schedule, job.job_id)
     return scheduled
@@ -217,17 +217,23 @@ class IntervalSchedule(Schedule):
 
 class ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
     """Wakes the process at a schedule's times, also after a start-up run at any moment
-    (APScheduler's interval trigger would count on from that run, off the epoch)."""
+    (APScheduler's interval trigger would count on from that run, off the epoch).
 
-    def __init__(self, schedule: Schedule) -> None:
+    The times are the database's: ``skew()``, how far this host's clock is ahead of the
+    database's (measured by the job's runs), moves each wake-up onto the host's clock.
+    """
+
+    def __init__(self, schedule: Schedule, skew: Callable[[], timedelta] | None = None) -> None:
         self.schedule = schedule
+        self.skew = skew or (lambda: timedelta(0))
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        if previous_fire_time is None:
-            return self.schedule.next_after(now - _MICROSECOND)
-        return self.schedule.next_after(previous_fire_time)
+        skew = self.skew()
+        after = now - _MICROSECOND if previous_fire_time is None else previous_fire_time
+        following = self.schedule.next_after(after - skew)
+        return None if following is None else following + skew
 
     def __str__(self) -> str:
         return str(self.schedule)

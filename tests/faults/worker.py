@@ -1,7 +1,8 @@
 """A worker process for the fault tests: ``python -m tests.faults.worker [--burst] ...``.
 
 The database comes from CURATE_DATABASE_URL and CURATE_DATABASE_SCHEMA, as for any
-curate process; the options shape the workflow.
+curate process; the options shape the workflow. Every start of the service is recorded
+in the table ``executions`` (`tests.executions.ExecutionTable`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 
 import curate
 from curate.worker import run_burst, run_worker
-from tests.faults.app import fault_workflow
+from tests.faults.app import fault_executions, fault_workflow
 
 
 def main() -> None:
@@ -28,9 +29,11 @@ def main() -> None:
     settings = curate.CurateSettings()
     curate.configure_logging(settings.log_level)
     runtime = curate.configure(settings)
+    executions = fault_executions()
     flow = fault_workflow(
         settings.worker_id,
         args.work_seconds,
+        executions,
         concurrency=args.concurrency,
         batch_size=args.batch_size,
         lease_seconds=args.lease_seconds,
@@ -38,8 +41,14 @@ def main() -> None:
         interval_seconds=args.interval_seconds,
         run_max_items=1_000_000,
     )
-    work = run_burst([flow], runtime) if args.burst else run_worker([flow], runtime)
-    asyncio.run(work)
+
+    async def work() -> None:
+        try:
+            await (run_burst([flow], runtime) if args.burst else run_worker([flow], runtime))
+        finally:
+            await executions.close()
+
+    asyncio.run(work())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import curate
 from curate.contrib.fastapi import curate_lifespan, curate_router
-from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from photos.models import CurationStatus, Photo
@@ -20,16 +21,29 @@ WORKFLOWS = [thumbnail_workflow]
 # At shutdown: no new claims, running items get the grace period, connections closed.
 app = FastAPI(lifespan=curate_lifespan(WORKFLOWS))
 
-
-def require_admin(authorization: Annotated[str, Header()] = "") -> None:
-    """Only callers with the admin token may re-queue rows."""
-    expected = f"Bearer {os.environ.get('PHOTOS_ADMIN_TOKEN', '')}"
-    if len(expected) <= len("Bearer ") or not secrets.compare_digest(authorization, expected):
-        raise HTTPException(status_code=401, detail="admin token required")
+basic = HTTPBasic()
 
 
-# GET /curate/workflows, .../{name}, .../{name}/items/{id}; POST .../{name}/requeue (admin).
-app.include_router(curate_router(WORKFLOWS, requeue_auth=require_admin), prefix="/curate")
+def require_admin(credentials: Annotated[HTTPBasicCredentials, Depends(basic)]) -> None:
+    """Only the admin reads curate's figures and re-queues rows. HTTP Basic: a browser
+    asks once, then sends it with the dashboard's requests; curl takes -u admin:..."""
+    password = os.environ.get("PHOTOS_ADMIN_PASSWORD", "").encode()
+    admin = secrets.compare_digest(credentials.username.encode(), b"admin")
+    if not (password and admin and secrets.compare_digest(credentials.password.encode(), password)):
+        raise HTTPException(
+            status_code=401,
+            detail="admin password required",
+            headers={"WWW-Authenticate": "Basic"},
+        )
+
+
+# GET /curate/workflows, .../{name}, .../{name}/items/{id}, /curate/dashboard (admin);
+# POST .../{name}/requeue, /pause, /resume (admin, JSON, from this site's pages only).
+# Error texts shown there have e-mail addresses and tokens masked (redact_error=).
+app.include_router(
+    curate_router(WORKFLOWS, read_auth=require_admin, requeue_auth=require_admin),
+    prefix="/curate",
+)
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:

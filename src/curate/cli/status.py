@@ -108,9 +108,13 @@ def render(report: StatusReport, where: str) -> Group:
     """Where and when, the overview, one table of error groups per failing workflow, and a
     verdict; fits 80 columns."""
     overview = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
-    show_other = any(w.counts["other"] for w in report.workflows)
+    extra = [  # shown only where some workflow has such rows
+        (key, heading)
+        for key, heading in (("other", "Other"), ("unset", "No\nstatus"))
+        if any(w.counts[key] for w in report.workflows)
+    ]
     overview.add_column("Workflow", no_wrap=True)
-    for heading in ("Queued", "Processing", "Complete", "Error", *(["Other"] * show_other)):
+    for heading in ("Queued", "Processing", "Complete", "Error", *(h for _, h in extra)):
         overview.add_column(heading, justify="right")
     overview.add_column("Oldest\nqueued", justify="right")
     overview.add_column("Expired\nleases", justify="right")
@@ -122,7 +126,7 @@ def render(report: StatusReport, where: str) -> Group:
     for w in report.workflows:
         counts = [str(w.counts[k]) for k in ("queued", "processing", "complete")]
         error = Text(str(w.counts["error"]), style="bold red" if w.counts["error"] else "")
-        other = [str(w.counts["other"])] if show_other else []
+        other = [str(w.counts[key]) for key, _ in extra]
         if w.throughput_per_minute is None:
             oldest, throughput = "n/a", "n/a"
         else:

@@ -22,6 +22,7 @@ _COUNTS = (
     ("complete", "Complete"),
     ("error", "Error"),
     ("other", "Other"),
+    ("unset", "No status"),
 )
 
 _STYLE = """
@@ -46,7 +47,8 @@ button { font: inherit; padding: .35rem .8rem; cursor: pointer; }
 
 # Refresh: fetch this page, swap #curate-workflows in (DOMParser runs no scripts; the server
 # escaped every value). Requeue: POST {"errors": true} to the button's data-url; the app's
-# requeue_auth sees the browser's cookies and headers.
+# requeue_auth sees the browser's cookies and headers, and the JSON body and the page's own
+# Origin pass the router's cross-site guard.
 _SCRIPT = """
 (() => {
   const every = Number(document.body.dataset.refreshSeconds) * 1000;

@@ -2,7 +2,10 @@
 endpoints and an HTML dashboard).
 
     app = FastAPI(lifespan=curate_lifespan(WORKFLOWS))
-    app.include_router(curate_router(WORKFLOWS, requeue_auth=require_admin), prefix="/curate")
+    app.include_router(
+        curate_router(WORKFLOWS, read_auth=require_staff, requeue_auth=require_admin),
+        prefix="/curate",
+    )
 
 Needs the ``fastapi`` extra: ``pip install 'curate[fastapi]'``.
 """
@@ -19,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curate import operations, scheduling
 from curate.contrib.dashboard import render_dashboard
+from curate.contrib.web_security import cross_site_guard as cross_site_guard  # public here
+from curate.contrib.web_security import redact_item, redact_report
+from curate.contrib.web_security import redact_secrets as redact_secrets  # public here
 from curate.runtime import configure, get_runtime
 from curate.settings import CurateSettings
 from curate.sql import RequeueSelection
@@ -73,13 +79,15 @@ def curate_lifespan(
 
 
 class StatusCounts(BaseModel):
-    """Rows per processing status; ``other``: a status outside the workflow's four."""
+    """Rows per processing status; ``other``: a status outside the workflow's four;
+    ``unset``: rows whose status is NULL (never queued for this workflow)."""
 
     queued: int
     processing: int
     complete: int
     error: int
     other: int
+    unset: int
 
 
 class ErrorGroup(BaseModel):
@@ -143,7 +151,9 @@ class ItemState(BaseModel):
     error: str | None
     attempts: int | None
     run_after: datetime | None = Field(description="Not before this time; null: now.")
-    claimed_by: str | None = Field(description="The worker id of the last claim.")
+    claimed_by: str | None = Field(
+        description="The token of the last claim: the worker id, `#`, 16 hex digits."
+    )
     lease_until: datetime | None
     updated_at: datetime | None
 
@@ -200,23 +210,44 @@ class PauseResult(BaseModel):
 
 # --- the router ------------------------------------------------------------------------------
 
+_DASHBOARD_HEADERS = {
+    "Cache-Control": "no-store",
+    # Only the app's own pages may frame it: no other site overlays its buttons.
+    "Content-Security-Policy": "frame-ancestors 'self'",
+    "X-Frame-Options": "SAMEORIGIN",
+}
+_NOT_JSON: dict[str, Any] = {"model": Problem, "description": "The body is not JSON."}
+_WRITE_REFUSALS: dict[int | str, dict[str, Any]] = {
+    403: {
+        "model": Problem,
+        "description": "Sent from another site's page (Origin, Sec-Fetch-Site).",
+    },
+    404: {"model": Problem},
+    415: {"model": Problem, "description": "Content-Type is not application/json."},
+}
+
 
 def curate_router(
     workflows: Sequence[Workflow],
     *,
+    read_auth: Callable[..., Any] | None = None,
     requeue_auth: Callable[..., Any] | None = None,
+    redact_error: Callable[[str], str] = redact_secrets,
+    allowed_origins: Sequence[str] = (),
     dashboard_refresh_seconds: float = 5.0,
 ) -> APIRouter:
     """JSON endpoints and an HTML dashboard over ``workflows``, for the app to mount
     (``include_router``).
 
-    ``GET /workflows``, ``GET /workflows/{name}``, ``GET /workflows/{name}/items/{item_id}``,
-    ``GET /dashboard`` (an HTML page refreshing itself every ``dashboard_refresh_seconds``)
-    and, only when ``requeue_auth`` (a FastAPI dependency that raises to refuse) is given,
-    ``POST /workflows/{name}/requeue``, ``POST /workflows/{name}/pause`` and
-    ``POST /workflows/{name}/resume``, and the dashboard's requeue buttons. Reads use the
-    configured runtime's database, so the app runs `curate_lifespan` (or configures
-    curate itself).
+    ``GET /workflows``, ``GET /workflows/{name}``, ``GET /workflows/{name}/items/{item_id}``
+    and ``GET /dashboard`` (an HTML page refreshing itself every
+    ``dashboard_refresh_seconds``), behind ``read_auth`` when given (a FastAPI dependency
+    that raises to refuse); every error text they show passes through ``redact_error``.
+    Only when ``requeue_auth`` is given: ``POST /workflows/{name}/requeue``, ``/pause`` and
+    ``/resume`` behind it, and the dashboard's requeue buttons. Before that auth runs,
+    those refuse what another site's page may send (`cross_site_guard`; pages of
+    ``allowed_origins`` may post too). Reads use the configured runtime's database, so the
+    app runs `curate_lifespan` (or configures curate itself).
     """
     if not dashboard_refresh_seconds > 0:
         raise ValueError(
@@ -224,6 +255,8 @@ def curate_router(
         )
     known: Mapping[str, Workflow] = {w.name: w for w in workflows}
     router = APIRouter(tags=["curate"])
+    reads = [Depends(read_auth)] if read_auth is not None else []
+    guard = Depends(cross_site_guard(allowed_origins))  # also checks allowed_origins now
 
     def workflow_named(
         name: Annotated[
@@ -236,24 +269,31 @@ def curate_router(
             )
         return known[name]
 
-    @router.get("/workflows", response_model=StatusReport)
+    async def status_of(selected: Sequence[Workflow]) -> operations.StatusReport:
+        """The workflows' figures as the router shows them: errors redacted."""
+        engine = await get_runtime().database.engine()
+        return redact_report(await operations.read_status(engine, selected), redact_error)
+
+    @router.get("/workflows", response_model=StatusReport, dependencies=reads)
     async def list_workflows() -> Any:
         """Every workflow's counts by status, oldest queued age, expired leases, errors."""
-        engine = await get_runtime().database.engine()
-        return await operations.read_status(engine, list(known.values()))
+        return await status_of(list(known.values()))
 
     @router.get(
-        "/workflows/{name}", response_model=WorkflowStatus, responses={404: {"model": Problem}}
+        "/workflows/{name}",
+        response_model=WorkflowStatus,
+        dependencies=reads,
+        responses={404: {"model": Problem}},
     )
     async def read_workflow(workflow: Annotated[Workflow, Depends(workflow_named)]) -> Any:
         """One workflow's counts by status, oldest queued age, expired leases, errors."""
-        engine = await get_runtime().database.engine()
-        [found] = (await operations.read_status(engine, [workflow])).workflows
+        [found] = (await status_of([workflow])).workflows
         return found
 
     @router.get(
         "/workflows/{name}/items/{item_id}",
         response_model=ItemState,
+        dependencies=reads,
         responses={404: {"model": Problem}},
     )
     async def read_item(
@@ -268,36 +308,33 @@ def curate_router(
             raise HTTPException(
                 status_code=404, detail=f"no item {item_id} in {workflow.binding.table.name}"
             )
-        return item
+        return redact_item(item, redact_error)
 
     @router.get(
         "/dashboard",
         response_class=HTMLResponse,
         include_in_schema=False,
         name="curate_dashboard",
+        dependencies=reads,
     )
     async def dashboard(request: Request) -> HTMLResponse:
         """The workflows' figures as an HTML page that refreshes itself."""
-        engine = await get_runtime().database.engine()
-        report = await operations.read_status(engine, list(known.values()))
         page = render_dashboard(
-            report,
+            await status_of(list(known.values())),
             base_path=request.url_for("curate_dashboard").path.removesuffix("/dashboard"),
             requeue=requeue_auth is not None,
             refresh_seconds=dashboard_refresh_seconds,
         )
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(page, headers=_DASHBOARD_HEADERS)
 
     if requeue_auth is not None:
+        writes = [guard, Depends(requeue_auth)]  # the guard first: before the auth runs
 
         @router.post(
             "/workflows/{name}/requeue",
             response_model=RequeueResult,
-            dependencies=[Depends(requeue_auth)],
-            responses={
-                400: {"model": Problem, "description": "The body is not JSON."},
-                404: {"model": Problem},
-            },
+            dependencies=writes,
+            responses={400: _NOT_JSON, **_WRITE_REFUSALS},
         )
         async def requeue(
             workflow: Annotated[Workflow, Depends(workflow_named)], request: RequeueRequest
@@ -317,11 +354,8 @@ def curate_router(
         @router.post(
             "/workflows/{name}/pause",
             response_model=PauseResult,
-            dependencies=[Depends(requeue_auth)],
-            responses={
-                400: {"model": Problem, "description": "The body is not JSON."},
-                404: {"model": Problem},
-            },
+            dependencies=writes,
+            responses={400: _NOT_JSON, **_WRITE_REFUSALS},
         )
         async def pause(
             workflow: Annotated[Workflow, Depends(workflow_named)],
@@ -337,8 +371,8 @@ def curate_router(
         @router.post(
             "/workflows/{name}/resume",
             response_model=PauseResult,
-            dependencies=[Depends(requeue_auth)],
-            responses={404: {"model": Problem}},
+            dependencies=writes,
+            responses=_WRITE_REFUSALS,
         )
         async def resume(workflow: Annotated[Workflow, Depends(workflow_named)]) -> PauseResult:
             """Let workers claim the workflow's rows again; listening ones start at once."""

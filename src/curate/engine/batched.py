@@ -3,13 +3,13 @@
 For services that do not need their writes and the Complete status in one transaction
 (they write nothing, or commit their own work): each item then costs no round trip of its
 own. The price is at-least-once: an item whose service finished but whose completion was
-not written yet (the worker died in between) runs again after its lease expires.
-Failures are still written one by one, as in the per-item mode.
+not written yet (the worker died in between) runs again after its lease expires. A
+completion waiting to be written stays held by the run's heartbeat, so its lease does not
+lapse while the worker lives. Failures are still written one by one, as in the per-item
+mode.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
+from curate.engine.heartbeat import Heartbeat
 from curate.engine.outcome import Outcome
 
 
@@ -24,12 +25,15 @@ class CompletionBatch:
     """Completions waiting to be written together; written when ``size`` are waiting and
     when the run ends (`flush`). Counts what the writes found."""
 
-    def __init__(self, ctx: RunContext, size: int) -> None:
+    def __init__(self, ctx: RunContext, size: int, heartbeat: Heartbeat) -> None:
         if ctx.statements.complete_many is None:
             raise RuntimeError("batched outcomes need the attempts and claimed_by columns")
         self.ctx = ctx
         self.size = size
-        self.pending: dict[Any, int] = {}
+        self.heartbeat = heartbeat
+        """Holds each waiting completion's claim until it is written."""
+        self.pending: dict[object, ClaimedItem] = {}
+        """Item id → its claim, each id once (the statement finds a row's claim by id)."""
         self.completed = 0
         self.dropped = 0
         """Rows no longer Processing under this claim (rescued, re-queued, set by the
@@ -40,39 +44,50 @@ class CompletionBatch:
         """The service succeeded: commit what it left open, queue its completion."""
         if session.in_transaction():
             await session.commit()
-        self.pending[item.id] = item.attempt
+        if item.id in self.pending:  # an earlier claim of the same row is waiting
+            await self.flush()
+        self.pending[item.id] = item
         if len(self.pending) >= self.size:
             await self.flush()
         return Outcome.BATCHED
 
     async def flush(self) -> None:
-        """Write the waiting completions in one statement (retried on connection loss)."""
+        """Write the waiting completions in one statement (retried on connection loss),
+        then let the heartbeat go of them."""
         if not self.pending:
             return
-        claims, self.pending = self.pending, {}
-        ctx = self.ctx
-        assert ctx.statements.complete_many is not None
-        params = ctx.statements.complete_many_params(claims, ctx.worker_id)
-
-        async def write() -> int:
-            assert ctx.statements.complete_many is not None
-            return len(await ctx.execute_alone(ctx.statements.complete_many, params))
-
+        items, self.pending = list(self.pending.values()), {}
         try:
-            written = await retry_on_connection_loss(write, "recording completions")
+            await self._write(items)
+        finally:
+            self.heartbeat.let_go(items)
+
+    async def _write(self, items: list[ClaimedItem]) -> None:
+        ctx = self.ctx
+        statement = ctx.statements.complete_many
+        assert statement is not None
+        params = ctx.statements.complete_many_params(
+            [(item.id, item.claim, item.attempt) for item in items]
+        )
+        try:
+            written = len(
+                await retry_on_connection_loss(
+                    lambda: ctx.execute_alone(statement, params), "recording completions"
+                )
+            )
         except Exception as exc:
-            self.unrecorded += len(claims)
+            self.unrecorded += len(items)
             logger.error(
                 "could not record {} completions ({}); their leases will hand them back",
-                len(claims),
+                len(items),
                 format_error(exc),
             )
             return
         self.completed += written
-        if written < len(claims):
-            self.dropped += len(claims) - written
+        if written < len(items):
+            self.dropped += len(items) - written
             logger.warning(
                 "{} of {} completions found their row no longer held; not written",
-                len(claims) - written,
-                len(claims),
+                len(items) - written,
+                len(items),
             )

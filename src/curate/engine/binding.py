@@ -7,6 +7,7 @@ which optional features (retries, leases, fencing by worker) the table supports.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,12 @@ class TableBinding:
     def fences_by_claim(self) -> bool:
         """Outcome writes can check the claim (worker and attempt), not just the status."""
         return self.attempts is not None and self.claimed_by is not None
+
+    def advisory_key(self, purpose: str) -> int:
+        """A stable signed 64-bit advisory lock key for ``purpose`` on this table and
+        status column: the same in every process."""
+        name = f"curate.{purpose}:{self.table.fullname}:{self.status.name}"
+        return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
     def status_value(self, status: enum.Enum) -> Any:
         """A status as the column stores it: the member for enum columns, else its value."""

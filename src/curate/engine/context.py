@@ -56,10 +56,12 @@ class RunContext:
 
 @dataclass(frozen=True)
 class ClaimedItem:
-    """One row this worker claimed: its id and the attempt number the claim counted."""
+    """One claim of one row: its id, the attempt number the claim counted and the claim's
+    token (`curate.engine.claim.new_claim_token`). A row claimed again is another item."""
 
     id: Any
     attempt: int
+    claim: str
 
 
 @dataclass

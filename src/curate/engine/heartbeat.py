@@ -1,31 +1,41 @@
 """Heartbeat: while items run, extend their leases, all of a run's items in one statement.
 
 A lease that is not renewed expires, and the rescuer hands the row to another worker; a
-worker that is alive but slow keeps its rows by beating. Rows the beat no longer finds
-(rescued, re-queued, deleted) are logged; their outcome will be refused by the fence.
+worker that is alive but slow keeps its rows by beating. Items are held per claim (id and
+claim token), so a row claimed again while an earlier claim of it still runs is two items.
+A row a live transaction has locked (a service writing to its own row) is skipped, not
+waited for; the rescuer skips it too while it is locked. Rows the beat could not renew are
+logged: skipped ones are tried again at the next beat, lost ones (rescued, re-queued,
+deleted) will have their outcome refused by the fence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from typing import Any
 
 from loguru import logger
 
-from curate.engine.context import RunContext
+from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
 
 
 class Heartbeat:
-    """The ids a run holds, and a task that renews their leases every interval."""
+    """The claims a run holds, and a task that renews their leases every interval."""
 
     def __init__(self, ctx: RunContext) -> None:
         self._ctx = ctx
-        self.held: dict[Any, int] = {}
-        """Item id → attempt of every item the run has claimed and not yet finished."""
+        self.held: set[ClaimedItem] = set()
+        """Every item the run has claimed whose outcome is not written yet."""
+
+    def hold(self, items: Iterable[ClaimedItem]) -> None:
+        self.held.update(items)
+
+    def let_go(self, items: Iterable[ClaimedItem]) -> None:
+        self.held.difference_update(items)
 
     @contextlib.asynccontextmanager
     async def beating(self) -> AsyncIterator[Heartbeat]:
@@ -48,23 +58,57 @@ class Heartbeat:
                 await self.beat()
 
     async def beat(self) -> None:
-        """Extend the leases of every held item; a failure is logged, the next beat retries."""
+        """Extend the leases of every held item it can; a failure is logged, the next beat
+        retries."""
         ctx = self._ctx
-        assert ctx.statements.heartbeat is not None
-        claims = dict(self.held)
-        params = ctx.statements.heartbeat_params(
-            claims, ctx.worker_id, timedelta(seconds=ctx.config.lease_seconds)
-        )
+        statements = ctx.statements
+        assert statements.heartbeat is not None and statements.still_held is not None
+        claims = [(item.id, item.claim) for item in self.held]
+        params = statements.heartbeat_params(claims, timedelta(seconds=ctx.config.lease_seconds))
+        still: list[Any] = []
         try:
             async with ctx.sessionmaker() as session, session.begin():
-                renewed = set((await session.execute(ctx.statements.heartbeat, params)).scalars())
+                rows = (await session.execute(statements.heartbeat, params)).all()
+                missed = _missed(claims, rows)
+                if missed:
+                    still = list(
+                        await session.execute(
+                            statements.still_held, statements.still_held_params(missed)
+                        )
+                    )
         except Exception as exc:
             logger.warning("heartbeat failed, the next one retries: {}", format_error(exc))
             return
-        lost = [item_id for item_id in claims if item_id not in renewed and item_id in self.held]
+        if missed:
+            self._log_missed(missed, set(_pairs(still)))
+
+    def _log_missed(self, missed: list[tuple[Any, str]], still: set[tuple[Any, str]]) -> None:
+        held = {(item.id, item.claim) for item in self.held}
+        locked = [item_id for item_id, claim in missed if (item_id, claim) in still]
+        lost = [
+            item_id
+            for item_id, claim in missed
+            if (item_id, claim) not in still and (item_id, claim) in held
+        ]
+        if locked:
+            logger.warning(
+                "could not renew the lease of {} item(s) {}: a transaction holds their row"
+                " locked (the service's own write?); the next beat tries again",
+                len(locked),
+                locked[:10],
+            )
         if lost:
             logger.warning(
                 "lost the claim of {} running item(s) {}; their outcome will be refused",
                 len(lost),
                 lost[:10],
             )
+
+
+def _pairs(rows: Iterable[Any]) -> Iterable[tuple[Any, str]]:
+    return ((row.id, row.claim) for row in rows)
+
+
+def _missed(claims: list[tuple[Any, str]], renewed: Iterable[Any]) -> list[tuple[Any, str]]:
+    done = set(_pairs(renewed))
+    return [claim for claim in claims if claim not in done]

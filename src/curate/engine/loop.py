@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.batched import CompletionBatch
 from curate.engine.claim import claim_batch
 from curate.engine.context import ClaimedItem, RunContext, RunResult
@@ -37,27 +36,27 @@ _COUNTERS = {
 }
 
 
-CLAIM_RETRY_DELAYS_SECONDS = (0.25, 1.0)
-"""A claim is retried briefly: nothing is held yet, and the next run tries again anyway."""
-
-
 async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> RunResult:
     """Claim and process items of ``ctx``'s workflow; return what was done."""
     stop = stop or asyncio.Event()
     result = RunResult(workflow=ctx.name)
     started = time.monotonic()
+    heartbeat = Heartbeat(ctx)
     completions = (
-        CompletionBatch(ctx, ctx.config.batch_size) if ctx.config.batched_outcomes else None
+        CompletionBatch(ctx, ctx.config.batch_size, heartbeat)
+        if ctx.config.batched_outcomes
+        else None
     )
     with logger.contextualize(workflow=ctx.name, worker=ctx.worker_id):
-        try:
-            await _claim_and_execute(ctx, stop, result, started, completions)
-        finally:
-            if completions is not None:
-                await completions.flush()
-                result.completed += completions.completed
-                result.dropped += completions.dropped
-                result.unrecorded += completions.unrecorded
+        async with heartbeat.beating():  # until the last waiting completion is written
+            try:
+                await _claim_and_execute(ctx, stop, result, started, heartbeat, completions)
+            finally:
+                if completions is not None:
+                    await completions.flush()
+                    result.completed += completions.completed
+                    result.dropped += completions.dropped
+                    result.unrecorded += completions.unrecorded
     result.elapsed_seconds = time.monotonic() - started
     if result.claimed:
         logger.bind(workflow=ctx.name).info(
@@ -77,6 +76,7 @@ async def _claim_and_execute(
     stop: asyncio.Event,
     result: RunResult,
     started: float,
+    heartbeat: Heartbeat,
     completions: CompletionBatch | None,
 ) -> None:
     """Claim batches and start their items until drained, over budget or stopped; return
@@ -84,9 +84,8 @@ async def _claim_and_execute(
     deadline = started + ctx.config.run_max_seconds
     slots = asyncio.Semaphore(ctx.config.concurrency)
     finished = asyncio.Event()
-    heartbeat = Heartbeat(ctx)
     running = _Running(slots, result, heartbeat, finished, completions)
-    async with heartbeat.beating(), asyncio.TaskGroup() as tasks:
+    async with asyncio.TaskGroup() as tasks:
         while not stop.is_set() and time.monotonic() < deadline:
             limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
             if limit <= 0:
@@ -97,7 +96,7 @@ async def _claim_and_execute(
             batch = await _claim(ctx, limit, result)
             await give_back(ctx, limit - len(batch))
             result.claimed += len(batch)
-            heartbeat.held.update({item.id: item.attempt for item in batch})
+            heartbeat.hold(batch)
             for index, item in enumerate(batch):
                 try:
                     got_slot = await _slot_or_stop(slots, stop)
@@ -109,24 +108,25 @@ async def _claim_and_execute(
                     result.claimed -= len(batch) - index
                     break
                 tasks.create_task(_execute(ctx, item, running))
-            if len(batch) < limit and not await _unlocked_more(ctx, batch, heartbeat, finished):
+            if len(batch) < limit and not await _unlocked_more(ctx, batch, running):
                 break
 
 
-async def _unlocked_more(
-    ctx: RunContext, batch: list[ClaimedItem], heartbeat: Heartbeat, finished: asyncio.Event
-) -> bool:
+async def _unlocked_more(ctx: RunContext, batch: list[ClaimedItem], run: _Running) -> bool:
     """After a short batch: is it worth claiming again at once?
 
     Without a lock key, no: the queue is drained. With one, rows may be waiting only for
-    their key's running row, so wait until an item finishes (its key is then free) and
-    claim again; stop once a claim finds nothing and nothing is running.
+    their key's running row, so write the waiting completions (their rows hold keys too),
+    wait until an item finishes (its key is then free) and claim again; stop once a claim
+    finds nothing and nothing is running.
     """
     if ctx.binding.lock_key is None:
         return False
-    finished.clear()
-    if heartbeat.held:
-        await finished.wait()
+    if run.completions is not None:
+        await run.completions.flush()
+    run.finished.clear()
+    if run.heartbeat.held:
+        await run.finished.wait()
         return True
     return bool(batch)
 
@@ -156,9 +156,7 @@ async def _slot_or_stop(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:
 async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[ClaimedItem]:
     started = time.monotonic()
     try:
-        batch = await retry_on_connection_loss(
-            lambda: claim_batch(ctx, limit), "claim", delays=CLAIM_RETRY_DELAYS_SECONDS
-        )
+        batch = await claim_batch(ctx, limit)
     except Exception as exc:
         message = format_error(exc)
         result.errors.append(message)
@@ -171,8 +169,7 @@ async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[Claimed
 
 async def _release(ctx: RunContext, items: list[ClaimedItem], heartbeat: Heartbeat) -> None:
     await release_unstarted(ctx, items)
-    for item in items:
-        heartbeat.held.pop(item.id, None)
+    heartbeat.let_go(items)
 
 
 @dataclass(frozen=True)
@@ -187,16 +184,17 @@ class _Running:
 
 
 async def _execute(ctx: RunContext, item: ClaimedItem, run: _Running) -> None:
+    outcome = Outcome.UNRECORDED
     try:
         outcome = await execute_item(ctx, item, run.completions)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a defect in curate itself: log it, keep the run going
         logger.exception("unexpected error while processing item {}: {}", item.id, exc)
-        outcome = Outcome.UNRECORDED
     finally:
         run.slots.release()
-        run.heartbeat.held.pop(item.id, None)
+        if outcome is not Outcome.BATCHED:  # a waiting completion stays held until written
+            run.heartbeat.let_go((item,))
         run.finished.set()
     counter = _COUNTERS.get(outcome)  # a batched completion is counted when written
     if counter is not None:

@@ -37,7 +37,7 @@ async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedIt
     nothing to commit with the outcome: the fenced update then runs as its own
     transaction, which saves the BEGIN and COMMIT round trips.
     """
-    params = ctx.statements.complete_params(item.id, ctx.worker_id, item.attempt)
+    params = ctx.statements.complete_params(item.id, item.claim, item.attempt)
     if session.in_transaction():
         row = (await session.execute(ctx.statements.complete, params)).first()
         if row is None:
@@ -88,7 +88,7 @@ async def _write_failure(
     statuses = ctx.binding.statuses
     params = ctx.statements.fail_params(
         item.id,
-        ctx.worker_id,
+        item.claim,
         item.attempt,
         to_status=statuses.queued if retry else statuses.failed,
         error=message,
@@ -123,7 +123,7 @@ async def release_unstarted(ctx: RunContext, items: list[ClaimedItem]) -> None:
             for item in items:
                 await session.execute(
                     ctx.statements.release,
-                    ctx.statements.release_params(item.id, ctx.worker_id, item.attempt),
+                    ctx.statements.release_params(item.id, item.claim, item.attempt),
                 )
 
     try:

@@ -6,7 +6,6 @@ length of one transaction, makes one of them do the work at a time and the other
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,9 +27,8 @@ class Rescued:
 
 
 def advisory_lock_key(ctx: RunContext) -> int:
-    """A stable signed 64-bit key per table and status column (same in every process)."""
-    name = f"curate.rescue:{ctx.binding.table.fullname}:{ctx.binding.status.name}"
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    """The rescuer's lock of ``ctx``'s workflow (same in every process)."""
+    return ctx.binding.advisory_key("rescue")
 
 
 async def rescue_expired(ctx: RunContext) -> list[Rescued] | None:

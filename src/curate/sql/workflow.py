@@ -46,6 +46,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from curate.engine.binding import TableBinding
 from curate.sql.controls import not_paused
+from curate.sql.curation import pk_in_ids
 
 
 @dataclass(frozen=True)
@@ -69,15 +70,20 @@ class WorkflowStatements:
       ``curate_run_at`` or after ``curate_run_in``, with ``curate_priority`` if given.
     - ``release``: fenced on the claim and on Processing; hands a claimed item that never
       started back to Queued, uncounting its attempt.
-    - ``heartbeat``: extends the leases of this worker's claims (id and attempt), all in
-      one statement; returns the ids still held. None without lease columns.
+    - ``heartbeat``: extends the leases of the run's claims (id and claim token) whose
+      rows it can lock at once, in one statement; returns ``id``, ``claim`` of each.
+      ``still_held`` reads which of the others are still held (locked, not lost). None
+      without lease columns.
+    - ``claimed_with``: the rows one claim token holds (a claim retried after its reply
+      was lost). None without ``claimed_by``.
     - ``rescue``: returns rows whose lease expired to Queued (or, out of attempts, to the
       failed status), clearing the claim so the old worker's late outcome is refused;
       rows locked by a live transaction are skipped. On tables without leases but with
       ``updated_at``, rows Processing for longer than ``stale`` go back to Queued. None
       when the table has neither.
     - ``status_summary`` (for ``curate status``): one row of rows per status role
-      (``queued``, ``processing``, ``complete``, ``failed``, ``other``), the age of the
+      (``queued``, ``processing``, ``complete``, ``failed``, ``other``; ``unset``: rows
+      whose status is NULL, never queued for this workflow), the age of the
       oldest queued row (``oldest_queued_seconds``, from ``updated_at``), rows Processing
       past their lease (``expired_leases``) and rows completed within ``curate_window``
       (``completed_recently``, from ``updated_at``); a column the table lacks gives NULL.
@@ -100,6 +106,8 @@ class WorkflowStatements:
     queue: Update
     release: ReturningUpdate[Any]
     heartbeat: ReturningUpdate[Any] | None
+    still_held: Select[Any] | None
+    claimed_with: Select[Any] | None
     rescue: ReturningUpdate[Any] | None
     status_summary: Select[Any]
     error_groups: Select[Any]
@@ -115,6 +123,8 @@ class WorkflowStatements:
             queue=_queue(binding),
             release=_release(binding),
             heartbeat=_heartbeat(binding),
+            still_held=_still_held(binding),
+            claimed_with=_claimed_with(binding),
             rescue=_rescue_expired(binding)
             if binding.lease_until is not None
             else (_rescue_stale(binding) if binding.updated_at is not None else None),
@@ -127,36 +137,38 @@ class WorkflowStatements:
         self,
         workflow: str,
         limit: int,
-        worker: str,
+        claim: str,
         lease: timedelta,
         now: datetime | None = None,
     ) -> dict[str, Any]:
-        """``workflow``: the name its pause flag is kept under; ``now``: a frozen clock's
-        time (tests), or None for the database's now()."""
+        """``workflow``: the name its pause flag is kept under; ``claim``: this claim's
+        token (`curate.engine.claim.new_claim_token`), stored in ``claimed_by``;
+        ``now``: a frozen clock's time (tests), or None for the database's now()."""
         return {
             "curate_workflow": workflow,
             "curate_now": now,
             "curate_limit": limit,
-            "curate_worker": worker,
+            "curate_claim": claim,
             "curate_lease": lease,
             "curate_processing": self._status(self.binding.statuses.processing),
         }
 
-    def complete_params(self, item_id: Any, worker: str, attempt: int) -> dict[str, Any]:
+    def complete_params(self, item_id: Any, claim: str, attempt: int) -> dict[str, Any]:
         statuses = self.binding.statuses
         return {
-            **_fence_params(item_id, worker, attempt),
+            **_fence_params(item_id, claim, attempt),
             "curate_processing": self._status(statuses.processing),
             "curate_complete": self._status(statuses.complete),
         }
 
-    def complete_many_params(self, claims: dict[Any, int], worker: str) -> dict[str, Any]:
-        """``claims``: item id → attempt of the items to mark complete."""
+    def complete_many_params(self, claims: Sequence[tuple[Any, str, int]]) -> dict[str, Any]:
+        """``claims``: (item id, claim token, attempt) of the items to mark complete, each
+        id once."""
         statuses = self.binding.statuses
         return {
-            "curate_ids": list(claims),
-            "curate_attempts": list(claims.values()),
-            "curate_worker": worker,
+            "curate_ids": [item_id for item_id, _, _ in claims],
+            "curate_claims": [claim for _, claim, _ in claims],
+            "curate_attempts": [attempt for _, _, attempt in claims],
             "curate_processing": self._status(statuses.processing),
             "curate_complete": self._status(statuses.complete),
         }
@@ -164,7 +176,7 @@ class WorkflowStatements:
     def fail_params(
         self,
         item_id: Any,
-        worker: str,
+        claim: str,
         attempt: int,
         *,
         to_status: enum.Enum,
@@ -174,7 +186,7 @@ class WorkflowStatements:
     ) -> dict[str, Any]:
         """``now``: a frozen clock's time (tests) the retry's delay counts from."""
         return {
-            **_fence_params(item_id, worker, attempt),
+            **_fence_params(item_id, claim, attempt),
             "curate_processing": self._status(self.binding.statuses.processing),
             "curate_to_status": self._status(to_status),
             "curate_error": error,
@@ -182,23 +194,34 @@ class WorkflowStatements:
             "curate_now": now,
         }
 
-    def release_params(self, item_id: Any, worker: str, attempt: int) -> dict[str, Any]:
+    def release_params(self, item_id: Any, claim: str, attempt: int) -> dict[str, Any]:
         statuses = self.binding.statuses
         return {
-            **_fence_params(item_id, worker, attempt),
+            **_fence_params(item_id, claim, attempt),
             "curate_processing": self._status(statuses.processing),
             "curate_queued": self._status(statuses.queued),
         }
 
     def heartbeat_params(
-        self, claims: dict[Any, int], worker: str, lease: timedelta
+        self, claims: Iterable[tuple[Any, str]], lease: timedelta
     ) -> dict[str, Any]:
-        """``claims``: item id → attempt, for every item the run holds."""
-        fenced = self.binding.attempts is not None
+        """``claims``: (item id, claim token) of every item the run holds."""
         return {
-            "curate_claims": list(claims.items()) if fenced else list(claims),
-            "curate_worker": worker,
+            "curate_claims": list(claims),
             "curate_lease": lease,
+            "curate_processing": self._status(self.binding.statuses.processing),
+        }
+
+    def still_held_params(self, claims: Iterable[tuple[Any, str]]) -> dict[str, Any]:
+        """``claims``: (item id, claim token) the heartbeat could not renew."""
+        return {
+            "curate_claims": list(claims),
+            "curate_processing": self._status(self.binding.statuses.processing),
+        }
+
+    def claimed_with_params(self, claim: str) -> dict[str, Any]:
+        return {
+            "curate_claim": claim,
             "curate_processing": self._status(self.binding.statuses.processing),
         }
 
@@ -345,8 +368,8 @@ class RequeueSelection:
     where_error: str | None = None
 
 
-def _fence_params(item_id: Any, worker: str, attempt: int) -> dict[str, Any]:
-    return {"curate_id": item_id, "curate_worker": worker, "curate_attempt": attempt}
+def _fence_params(item_id: Any, claim: str, attempt: int) -> dict[str, Any]:
+    return {"curate_id": item_id, "curate_claim": claim, "curate_attempt": attempt}
 
 
 def _status_param(binding: TableBinding, name: str) -> Any:
@@ -383,7 +406,7 @@ def _claim(binding: TableBinding) -> Select[Any]:
     if b.attempts is not None:
         values[b.attempts] = b.attempts + 1
     if b.claimed_by is not None:
-        values[b.claimed_by] = bindparam("curate_worker")
+        values[b.claimed_by] = bindparam("curate_claim")
     if b.lease_until is not None:
         values[b.lease_until] = func.now() + bindparam("curate_lease", type_=Interval())
     attempt = b.attempts if b.attempts is not None else literal_column("1")
@@ -396,7 +419,7 @@ def _claim(binding: TableBinding) -> Select[Any]:
         .cte("claimed")
     )
     return select(claimed.c.id, claimed.c.attempt).order_by(
-        *_claim_order_of(claimed.c[key.name] for key in sort_keys)
+        *_claim_order_of((claimed.c[key.name] for key in sort_keys), _priority_nullable(b))
     )
 
 
@@ -421,13 +444,26 @@ def _claim_sort_keys(binding: TableBinding) -> list[Column[Any]]:
 
 
 def _claim_order(binding: TableBinding) -> list[ColumnElement[Any]]:
-    return _claim_order_of(_claim_sort_keys(binding))
+    return _claim_order_of(_claim_sort_keys(binding), _priority_nullable(binding))
 
 
-def _claim_order_of(keys: Iterable[ColumnElement[Any]]) -> list[ColumnElement[Any]]:
-    """``keys`` as an ORDER BY: the first descending when there are two (the priority)."""
+def _priority_nullable(binding: TableBinding) -> bool:
+    return binding.priority is not None and bool(binding.priority.nullable)
+
+
+def _claim_order_of(
+    keys: Iterable[ColumnElement[Any]], priority_nullable: bool = False
+) -> list[ColumnElement[Any]]:
+    """``keys`` as an ORDER BY: the first descending when there are two (the priority).
+
+    A NULL priority sorts as the lowest (PostgreSQL's DESC puts NULLs first). curate's
+    own priority column is NOT NULL, so its index keeps the plain ``DESC``.
+    """
     keys = list(keys)
-    return [keys[0].desc(), keys[1]] if len(keys) == 2 else keys
+    if len(keys) != 2:
+        return keys
+    first = keys[0].desc().nulls_last() if priority_nullable else keys[0].desc()
+    return [first, keys[1]]
 
 
 def _lock_free(binding: TableBinding) -> ColumnElement[bool]:
@@ -444,7 +480,7 @@ def _lock_free(binding: TableBinding) -> ColumnElement[bool]:
     other = b.table.alias("curate_lock_holder")
     adapt = ClauseAdapter(other).traverse
     other_status = other.c[b.status.name]
-    ahead = tuple_(other.c[b.order_by.name], other.c[b.pk.name]) < tuple_(b.order_by, b.pk)
+    ahead = _ahead_in_order(other.c[b.order_by.name], other.c[b.pk.name], b.order_by, b.pk)
     holder: Select[Any] = (
         select(literal_column("1"))
         .select_from(other)
@@ -460,11 +496,28 @@ def _lock_free(binding: TableBinding) -> ColumnElement[bool]:
     return or_(b.lock_key.is_(None), ~holder.exists())
 
 
+def _ahead_in_order(
+    order: ColumnElement[Any], pk: ColumnElement[Any], my_order: Column[Any], my_pk: Column[Any]
+) -> ColumnElement[bool]:
+    """(order, pk) comes before (my_order, my_pk) as the claim's ``ORDER BY order`` sorts
+    them: NULLs last, ties by primary key. A row comparison would give NULL (never ahead)
+    as soon as an order value is NULL."""
+    return or_(
+        order < my_order,
+        and_(order.is_not(None), my_order.is_(None)),
+        and_(order.is_not_distinct_from(my_order), pk < my_pk),
+    )
+
+
 def _claim_fence(binding: TableBinding) -> ColumnElement[bool]:
-    """The row is still ours: same id and, where the columns exist, same worker and attempt."""
+    """The row is still ours: same id and, where the columns exist, same claim and attempt.
+
+    The claim token is new for every claim, so no requeue (which resets ``attempts``) can
+    make a later claim look like an earlier one.
+    """
     conditions = [binding.pk == bindparam("curate_id")]
     if binding.claimed_by is not None:
-        conditions.append(binding.claimed_by == bindparam("curate_worker"))
+        conditions.append(binding.claimed_by == bindparam("curate_claim"))
     if binding.attempts is not None:
         conditions.append(binding.attempts == bindparam("curate_attempt"))
     return and_(*conditions)
@@ -498,17 +551,18 @@ def _complete_many(binding: TableBinding) -> ReturningUpdate[Any]:
     b = binding
     assert b.attempts is not None and b.claimed_by is not None
     ids = bindparam("curate_ids", type_=ARRAY(b.pk.type))
+    claims = bindparam("curate_claims", type_=ARRAY(b.claimed_by.type))
     attempts = bindparam("curate_attempts", type_=ARRAY(Integer()))
-    # Rows found by primary key (ANY); each row's attempt looked up by its position in
-    # the ids. A join against unnest(ids, attempts) is planned as a nested loop that
-    # unnests the arrays again for every row: a thousand times the work.
-    attempt = Grouping(attempts)[func.array_position(ids, b.pk)]
+    # Rows found by primary key (ANY); each row's claim and attempt looked up by its
+    # position in the ids. A join against unnest(ids, attempts) is planned as a nested
+    # loop that unnests the arrays again for every row: a thousand times the work.
+    position = func.array_position(ids, b.pk)
     return (
         update(b.table)
         .where(
             b.pk == any_(ids),
-            b.attempts == attempt,
-            b.claimed_by == bindparam("curate_worker"),
+            b.attempts == Grouping(attempts)[position],
+            b.claimed_by == Grouping(claims)[position],
             b.status == _status_param(b, "curate_processing"),
         )
         .values(
@@ -566,7 +620,7 @@ def _queue(binding: TableBinding) -> Update:
         values[b.priority] = func.coalesce(
             bindparam("curate_priority", type_=Integer()), b.priority
         )
-    return update(b.table).where(b.pk.in_(bindparam("curate_ids", expanding=True))).values(values)
+    return update(b.table).where(pk_in_ids(b.pk)).values(values)
 
 
 def _release(binding: TableBinding) -> ReturningUpdate[Any]:
@@ -595,20 +649,57 @@ def _status_inline(binding: TableBinding, status: enum.Enum, name: str) -> Colum
     )
 
 
+def _held(binding: TableBinding) -> ColumnElement[bool]:
+    """The row is Processing under one of the ``curate_claims`` (id, claim token) pairs."""
+    b = binding
+    assert b.claimed_by is not None
+    return and_(
+        tuple_(b.pk, b.claimed_by).in_(bindparam("curate_claims", expanding=True)),
+        b.status == _status_param(b, "curate_processing"),
+    )
+
+
 def _heartbeat(binding: TableBinding) -> ReturningUpdate[Any] | None:
+    """Renews the held rows it can lock at once: a row a live transaction has locked (the
+    service writing to its own row) is skipped, never waited for, so one busy row cannot
+    hold up the renewal of all the others. Returns ``id`` and ``claim`` of each row renewed.
+    """
     b = binding
     if b.lease_until is None or b.claimed_by is None:
         return None
-    claim = tuple_(b.pk, b.attempts) if b.attempts is not None else b.pk
+    free = select(b.pk).where(_held(b)).with_for_update(skip_locked=True)
     return (
         update(b.table)
+        .where(_one_of(b, free), _held(b))
+        .values({b.lease_until: func.now() + bindparam("curate_lease", type_=Interval())})
+        .returning(b.pk.label("id"), b.claimed_by.label("claim"))
+    )
+
+
+def _still_held(binding: TableBinding) -> Select[Any] | None:
+    """Which of the ``curate_claims`` are still Processing under their claim: read without
+    locking, so it tells a row the heartbeat skipped (locked) from one it lost."""
+    b = binding
+    if b.lease_until is None or b.claimed_by is None:
+        return None
+    return select(b.pk.label("id"), b.claimed_by.label("claim")).where(_held(b))
+
+
+def _claimed_with(binding: TableBinding) -> Select[Any] | None:
+    """The rows a claim token holds (``curate_claim``): ``id``, ``attempt``, in claim
+    order. A claim whose reply was lost with the connection did commit or did not; its
+    retry looks here before claiming again, so it never holds two batches at once."""
+    b = binding
+    if b.claimed_by is None:
+        return None
+    attempt = b.attempts if b.attempts is not None else literal_column("1")
+    return (
+        select(b.pk.label("id"), attempt.label("attempt"))
         .where(
-            claim.in_(bindparam("curate_claims", expanding=True)),
-            b.claimed_by == bindparam("curate_worker"),
+            b.claimed_by == bindparam("curate_claim"),
             b.status == _status_param(b, "curate_processing"),
         )
-        .values({b.lease_until: func.now() + bindparam("curate_lease", type_=Interval())})
-        .returning(b.pk)
+        .order_by(*_claim_order(b))
     )
 
 
@@ -727,6 +818,7 @@ def _status_summary(binding: TableBinding) -> Select[Any]:
     columns: list[ColumnElement[Any]] = [
         *(func.count().filter(condition).label(role) for role, condition in roles.items()),
         func.count().filter(b.status.is_not(None), ~known).label("other"),
+        func.count().filter(b.status.is_(None)).label("unset"),
         oldest_queued.label("oldest_queued_seconds"),
         expired_leases.label("expired_leases"),
         completed_recently.label("completed_recently"),
