@@ -122,7 +122,8 @@ async def test_workflows_report_counts_ages_leases_and_errors(engine: AsyncEngin
     ages = listed.pop("oldest_queued_seconds"), one.pop("oldest_queued_seconds")
     assert listed == one  # the same figures; the age grew between the two reads
     assert 0 <= ages[0] <= ages[1]
-    assert one["counts"] == {"queued": 2, "processing": 2, "complete": 1, "error": 2, "other": 0}
+    counts = {"queued": 2, "processing": 2, "complete": 1, "error": 2, "other": 0, "unset": 0}
+    assert one["counts"] == counts
     assert one["table"] == "items"
     assert one["expired_leases"] == 1
     assert one["errors"] == [
