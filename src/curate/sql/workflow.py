@@ -62,8 +62,9 @@ class WorkflowStatements:
       already moved the row out of Processing. Returns the row's final ``status``; no row
       means the claim was lost.
     - ``complete_many`` (batched outcomes): marks complete every row of ``curate_ids``
-      still Processing under this worker's claim of ``curate_attempts`` (same order),
-      in one statement; returns the ids it updated. None without attempts/claimed_by.
+      still Processing under its claim (``curate_claims``, ``curate_attempts``, same
+      order), in one statement; returns the ids it updated. None without
+      attempts/claimed_by.
     - ``fail``: fenced on the claim and on Processing; re-queues after a delay or sets
       the failed status for good (``delay_seconds`` None).
     - ``queue``: queues rows afresh (attempts 0 unless the row is running), due now, at
