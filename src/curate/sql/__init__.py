@@ -1,7 +1,9 @@
 """Every statement curate runs, by area: one module per area, all SQL in this package.
 
 - `curate.sql.workflow`: the statements of one workflow over its table (claim, outcomes,
-  rescue, status, requeue).
+  queue), gathered in `WorkflowStatements`, with its pieces in `curate.sql.expressions`
+  (shared), `curate.sql.leases` (heartbeat, rescue) and `curate.sql.reports` (status,
+  error groups, requeue).
 - `curate.sql.periodic`: the table of periodic jobs' runs (create, claim a time, finish).
 - `curate.sql.controls`: curate's table of per-workflow controls (pause, rate-limit
   buckets).
@@ -11,10 +13,10 @@
 The names most callers need are re-exported here.
 """
 
+from curate.sql.reports import RequeueSelection
 from curate.sql.workflow import (
     NOTIFY,
     TABLE_COLUMNS,
-    RequeueSelection,
     WorkflowStatements,
     table_columns_params,
 )

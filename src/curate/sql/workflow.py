@@ -28,7 +28,6 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
-    cast,
     func,
     literal_column,
     null,
@@ -36,7 +35,6 @@ from sqlalchemy import (
     select,
     text,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -45,8 +43,22 @@ from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.util import ClauseAdapter
 
 from curate.engine.binding import TableBinding
+from curate.sql import leases, reports
 from curate.sql.controls import not_paused
-from curate.sql.curation import pk_in_ids
+from curate.sql.expressions import (
+    claim_order,
+    claim_order_of,
+    claim_sort_keys,
+    lease_cleared,
+    now_or_frozen,
+    one_of,
+    pk_in_ids,
+    priority_nullable,
+    status_inline,
+    status_param,
+    touch,
+)
+from curate.sql.reports import RequeueSelection
 
 
 @dataclass(frozen=True)
@@ -123,14 +135,14 @@ class WorkflowStatements:
             fail=_fail(binding),
             queue=_queue(binding),
             release=_release(binding),
-            heartbeat=_heartbeat(binding),
-            still_held=_still_held(binding),
-            claimed_with=_claimed_with(binding),
-            rescue=_rescue_expired(binding)
+            heartbeat=leases.heartbeat(binding),
+            still_held=leases.still_held(binding),
+            claimed_with=leases.claimed_with(binding),
+            rescue=leases.rescue_expired(binding)
             if binding.lease_until is not None
-            else (_rescue_stale(binding) if binding.updated_at is not None else None),
-            status_summary=_status_summary(binding),
-            error_groups=_error_groups(binding),
+            else (leases.rescue_stale(binding) if binding.updated_at is not None else None),
+            status_summary=reports.status_summary(binding),
+            error_groups=reports.error_groups(binding),
             binding=binding,
         )
 
@@ -280,18 +292,23 @@ class WorkflowStatements:
         values: dict[Any, Any] = {
             b.status: b.status_value(b.statuses.queued),
             b.error: null(),
-            **_lease_cleared(b),
-            **_touch(b),
+            **lease_cleared(b),
+            **touch(b),
         }
         for column, value in ((b.attempts, 0), (b.run_after, null()), (b.claimed_by, null())):
             if column is not None:
                 values[column] = value
-        return update(b.table).where(_requeue_where(b, selection)).values(values).returning(b.pk)
+        return (
+            update(b.table)
+            .where(reports.requeue_where(b, selection))
+            .values(values)
+            .returning(b.pk)
+        )
 
     def requeue_count(self, selection: RequeueSelection) -> Select[Any]:
         """How many rows `requeue` would move now (``--dry-run``, the confirmation)."""
         b = self.binding
-        return select(func.count()).select_from(b.table).where(_requeue_where(b, selection))
+        return select(func.count()).select_from(b.table).where(reports.requeue_where(b, selection))
 
     @cached_property
     def item_state(self) -> Select[Any]:
@@ -323,7 +340,7 @@ class WorkflowStatements:
         ``oldest_queued_seconds`` (from ``updated_at``; NULL without it or when none is
         queued). The queued status is inline, so the partial index serves it."""
         b = self.binding
-        queued = _status_inline(b, b.statuses.queued, "curate_queued")
+        queued = status_inline(b, b.statuses.queued, "curate_queued")
         oldest: ColumnElement[Any] = null()
         if b.updated_at is not None:
             oldest = func.date_part("epoch", func.now() - func.min(b.updated_at))
@@ -340,8 +357,8 @@ class WorkflowStatements:
         b = self.binding
         if b.run_after is None:
             return None
-        return select(func.min(b.run_after) - _now()).where(
-            _status_inline(b, b.statuses.queued, "curate_queued"), b.run_after > _now()
+        return select(func.min(b.run_after) - now_or_frozen()).where(
+            status_inline(b, b.statuses.queued, "curate_queued"), b.run_after > now_or_frozen()
         )
 
     @staticmethod
@@ -352,57 +369,27 @@ class WorkflowStatements:
         return self.binding.status_value(status)
 
 
-@dataclass(frozen=True)
-class RequeueSelection:
-    """Which rows `WorkflowStatements.requeue` puts back to Queued.
-
-    ``errors`` and ``stuck`` choose statuses (either matches): rows in the failed status;
-    rows Processing without a live lease (every Processing row on a table without lease
-    columns). ``ids`` and ``where_error`` (a case-insensitive substring of the error)
-    narrow the choice. With no status chosen, every status but a running row matches:
-    Processing under a live lease, or any Processing row on a table without leases.
-    """
-
-    errors: bool = False
-    stuck: bool = False
-    ids: tuple[Any, ...] = ()
-    where_error: str | None = None
-
-
 def _fence_params(item_id: Any, claim: str, attempt: int) -> dict[str, Any]:
     return {"curate_id": item_id, "curate_claim": claim, "curate_attempt": attempt}
 
 
-def _status_param(binding: TableBinding, name: str) -> Any:
-    return bindparam(name, type_=binding.status.type)
-
-
-def _touch(binding: TableBinding) -> dict[Any, Any]:
-    return {binding.updated_at: func.now()} if binding.updated_at is not None else {}
-
-
-def _now() -> ColumnElement[Any]:
-    """The time due rows are compared with: ``curate_now`` (a test's frozen clock) or now()."""
-    return func.coalesce(bindparam("curate_now", type_=DateTime(timezone=True)), func.now())
-
-
 def _claim(binding: TableBinding) -> Select[Any]:
     b = binding
-    queued = _status_inline(b, b.statuses.queued, "curate_queued")
+    queued = status_inline(b, b.statuses.queued, "curate_queued")
     due: ColumnElement[bool] = true()
     if b.run_after is not None:
-        due = or_(b.run_after.is_(None), b.run_after <= _now())
+        due = or_(b.run_after.is_(None), b.run_after <= now_or_frozen())
     candidates = (
         select(b.pk)
         .where(queued, due, _lock_free(b), not_paused())
-        .order_by(*_claim_order(b))
+        .order_by(*claim_order(b))
         .limit(bindparam("curate_limit"))
         .with_for_update(skip_locked=True)
     )
     values: dict[Any, Any] = {
-        b.status: _status_param(b, "curate_processing"),
+        b.status: status_param(b, "curate_processing"),
         b.error: null(),
-        **_touch(b),
+        **touch(b),
     }
     if b.attempts is not None:
         values[b.attempts] = b.attempts + 1
@@ -411,60 +398,17 @@ def _claim(binding: TableBinding) -> Select[Any]:
     if b.lease_until is not None:
         values[b.lease_until] = func.now() + bindparam("curate_lease", type_=Interval())
     attempt = b.attempts if b.attempts is not None else literal_column("1")
-    sort_keys = [key.label(f"sort_key_{n}") for n, key in enumerate(_claim_sort_keys(b))]
+    sort_keys = [key.label(f"sort_key_{n}") for n, key in enumerate(claim_sort_keys(b))]
     claimed = (
         update(b.table)
-        .where(_one_of(b, candidates))
+        .where(one_of(b, candidates))
         .values(values)
         .returning(b.pk.label("id"), attempt.label("attempt"), *sort_keys)
         .cte("claimed")
     )
     return select(claimed.c.id, claimed.c.attempt).order_by(
-        *_claim_order_of((claimed.c[key.name] for key in sort_keys), _priority_nullable(b))
+        *claim_order_of((claimed.c[key.name] for key in sort_keys), priority_nullable(b))
     )
-
-
-def _one_of(binding: TableBinding, rows: Select[Any]) -> ColumnElement[bool]:
-    """``pk = ANY(CAST((SELECT array_agg(pk) FROM (<rows>)) AS <pk type>[]))``.
-
-    Not ``pk IN (<rows>)``: for that the planner estimates the rows from the LIMIT (or,
-    with a generic plan, a tenth of the table) and, past a few hundred, joins by reading
-    the whole table, so a claim of 1,000 rows cost a scan of every row. The array is
-    computed first (an InitPlan), and the update then finds each row by its primary key.
-    """
-    chosen = rows.subquery("curate_chosen")
-    ids = select(func.array_agg(chosen.c[binding.pk.name])).scalar_subquery()
-    return binding.pk == any_(cast(ids, ARRAY(binding.pk.type)))
-
-
-def _claim_sort_keys(binding: TableBinding) -> list[Column[Any]]:
-    """Higher priority first (where the table has the column), then the workflow's order."""
-    if binding.priority is None:
-        return [binding.order_by]
-    return [binding.priority, binding.order_by]
-
-
-def _claim_order(binding: TableBinding) -> list[ColumnElement[Any]]:
-    return _claim_order_of(_claim_sort_keys(binding), _priority_nullable(binding))
-
-
-def _priority_nullable(binding: TableBinding) -> bool:
-    return binding.priority is not None and bool(binding.priority.nullable)
-
-
-def _claim_order_of(
-    keys: Iterable[ColumnElement[Any]], priority_nullable: bool = False
-) -> list[ColumnElement[Any]]:
-    """``keys`` as an ORDER BY: the first descending when there are two (the priority).
-
-    A NULL priority sorts as the lowest (PostgreSQL's DESC puts NULLs first). curate's
-    own priority column is NOT NULL, so its index keeps the plain ``DESC``.
-    """
-    keys = list(keys)
-    if len(keys) != 2:
-        return keys
-    first = keys[0].desc().nulls_last() if priority_nullable else keys[0].desc()
-    return [first, keys[1]]
 
 
 def _lock_free(binding: TableBinding) -> ColumnElement[bool]:
@@ -524,24 +468,20 @@ def _claim_fence(binding: TableBinding) -> ColumnElement[bool]:
     return and_(*conditions)
 
 
-def _lease_cleared(binding: TableBinding) -> dict[Any, Any]:
-    return {binding.lease_until: null()} if binding.lease_until is not None else {}
-
-
 def _complete(binding: TableBinding) -> ReturningUpdate[Any]:
     b = binding
-    still_processing = b.status == _status_param(b, "curate_processing")
+    still_processing = b.status == status_param(b, "curate_processing")
     return (
         update(b.table)
         .where(_claim_fence(b))
         .values(
             {
                 b.status: case(
-                    (still_processing, _status_param(b, "curate_complete")), else_=b.status
+                    (still_processing, status_param(b, "curate_complete")), else_=b.status
                 ),
                 b.error: case((still_processing, null()), else_=b.error),
-                **_lease_cleared(b),
-                **_touch(b),
+                **lease_cleared(b),
+                **touch(b),
             }
         )
         .returning(b.status.label("status"))
@@ -564,14 +504,14 @@ def _complete_many(binding: TableBinding) -> ReturningUpdate[Any]:
             b.pk == any_(ids),
             b.attempts == Grouping(attempts)[position],
             b.claimed_by == Grouping(claims)[position],
-            b.status == _status_param(b, "curate_processing"),
+            b.status == status_param(b, "curate_processing"),
         )
         .values(
             {
-                b.status: _status_param(b, "curate_complete"),
+                b.status: status_param(b, "curate_complete"),
                 b.error: null(),
-                **_lease_cleared(b),
-                **_touch(b),
+                **lease_cleared(b),
+                **touch(b),
             }
         )
         .returning(b.pk)
@@ -581,18 +521,18 @@ def _complete_many(binding: TableBinding) -> ReturningUpdate[Any]:
 def _fail(binding: TableBinding) -> ReturningUpdate[Any]:
     b = binding
     values: dict[Any, Any] = {
-        b.status: _status_param(b, "curate_to_status"),
+        b.status: status_param(b, "curate_to_status"),
         b.error: bindparam("curate_error"),
-        **_lease_cleared(b),
-        **_touch(b),
+        **lease_cleared(b),
+        **touch(b),
     }
     if b.run_after is not None:
-        values[b.run_after] = _now() + func.make_interval(
+        values[b.run_after] = now_or_frozen() + func.make_interval(
             0, 0, 0, 0, 0, 0, bindparam("curate_delay_seconds", type_=Float())
         )
     return (
         update(b.table)
-        .where(_claim_fence(b), b.status == _status_param(b, "curate_processing"))
+        .where(_claim_fence(b), b.status == status_param(b, "curate_processing"))
         .values(values)
         .returning(b.pk)
     )
@@ -603,8 +543,8 @@ def _queue(binding: TableBinding) -> Update:
     values: dict[Any, Any] = {
         b.status: b.status_value(b.statuses.queued),
         b.error: null(),
-        **_lease_cleared(b),
-        **_touch(b),
+        **lease_cleared(b),
+        **touch(b),
     }
     processing = b.status == b.status_value(b.statuses.processing)
     if b.attempts is not None:
@@ -616,7 +556,7 @@ def _queue(binding: TableBinding) -> Update:
     if b.run_after is not None:
         run_at = bindparam("curate_run_at", type_=DateTime(timezone=True))
         run_in = bindparam("curate_run_in", type_=Interval())
-        values[b.run_after] = func.coalesce(run_at, _now() + run_in)
+        values[b.run_after] = func.coalesce(run_at, now_or_frozen() + run_in)
     if b.priority is not None:
         values[b.priority] = func.coalesce(
             bindparam("curate_priority", type_=Integer()), b.priority
@@ -627,230 +567,17 @@ def _queue(binding: TableBinding) -> Update:
 def _release(binding: TableBinding) -> ReturningUpdate[Any]:
     b = binding
     values: dict[Any, Any] = {
-        b.status: _status_param(b, "curate_queued"),
-        **_lease_cleared(b),
-        **_touch(b),
+        b.status: status_param(b, "curate_queued"),
+        **lease_cleared(b),
+        **touch(b),
     }
     if b.attempts is not None:
         values[b.attempts] = b.attempts - 1
     return (
         update(b.table)
-        .where(_claim_fence(b), b.status == _status_param(b, "curate_processing"))
+        .where(_claim_fence(b), b.status == status_param(b, "curate_processing"))
         .values(values)
         .returning(b.pk)
-    )
-
-
-def _status_inline(binding: TableBinding, status: enum.Enum, name: str) -> ColumnElement[bool]:
-    """``status = <value>`` with the value rendered inline through the column's type, so the
-    planner matches it to the partial index even for a generic plan of a prepared statement.
-    """
-    return binding.status == bindparam(
-        name, binding.status_value(status), type_=binding.status.type, literal_execute=True
-    )
-
-
-def _held(binding: TableBinding) -> ColumnElement[bool]:
-    """The row is Processing under one of the ``curate_claims`` (id, claim token) pairs."""
-    b = binding
-    assert b.claimed_by is not None
-    return and_(
-        tuple_(b.pk, b.claimed_by).in_(bindparam("curate_claims", expanding=True)),
-        b.status == _status_param(b, "curate_processing"),
-    )
-
-
-def _heartbeat(binding: TableBinding) -> ReturningUpdate[Any] | None:
-    """Renews the held rows it can lock at once: a row a live transaction has locked (the
-    service writing to its own row) is skipped, never waited for, so one busy row cannot
-    hold up the renewal of all the others. Returns ``id`` and ``claim`` of each row renewed.
-    """
-    b = binding
-    if b.lease_until is None or b.claimed_by is None:
-        return None
-    free = select(b.pk).where(_held(b)).with_for_update(skip_locked=True)
-    return (
-        update(b.table)
-        .where(_one_of(b, free), _held(b))
-        .values({b.lease_until: func.now() + bindparam("curate_lease", type_=Interval())})
-        .returning(b.pk.label("id"), b.claimed_by.label("claim"))
-    )
-
-
-def _still_held(binding: TableBinding) -> Select[Any] | None:
-    """Which of the ``curate_claims`` are still Processing under their claim: read without
-    locking, so it tells a row the heartbeat skipped (locked) from one it lost."""
-    b = binding
-    if b.lease_until is None or b.claimed_by is None:
-        return None
-    return select(b.pk.label("id"), b.claimed_by.label("claim")).where(_held(b))
-
-
-def _claimed_with(binding: TableBinding) -> Select[Any] | None:
-    """The rows a claim token holds (``curate_claim``): ``id``, ``attempt``, in claim
-    order. A claim whose reply was lost with the connection did commit or did not; its
-    retry looks here before claiming again, so it never holds two batches at once."""
-    b = binding
-    if b.claimed_by is None:
-        return None
-    attempt = b.attempts if b.attempts is not None else literal_column("1")
-    return (
-        select(b.pk.label("id"), attempt.label("attempt"))
-        .where(
-            b.claimed_by == bindparam("curate_claim"),
-            b.status == _status_param(b, "curate_processing"),
-        )
-        .order_by(*_claim_order(b))
-    )
-
-
-def _rescue_expired(binding: TableBinding) -> ReturningUpdate[Any]:
-    b = binding
-    assert b.lease_until is not None
-    expired = (
-        select(b.pk)
-        .where(
-            _status_inline(b, b.statuses.processing, "curate_processing_inline"),
-            b.lease_until < func.now(),
-        )
-        .with_for_update(skip_locked=True)
-    )
-    attempt: ColumnElement[Any] = b.attempts if b.attempts is not None else literal_column("1")
-    out_of_attempts = attempt >= bindparam("curate_max_attempts")
-    values: dict[Any, Any] = {
-        b.status: case(
-            (out_of_attempts, _status_param(b, "curate_failed")),
-            else_=_status_param(b, "curate_queued"),
-        ),
-        b.error: func.format(
-            case(
-                (
-                    out_of_attempts,
-                    "LeaseExpired: the lease expired on attempt %s of %s; no attempts left",
-                ),
-                else_="LeaseExpired: the lease expired on attempt %s of %s; queued again",
-            ),
-            attempt,
-            bindparam("curate_max_attempts"),
-        ),
-        b.lease_until: null(),
-        **_touch(b),
-    }
-    if b.claimed_by is not None:
-        values[b.claimed_by] = null()
-    if b.run_after is not None:
-        values[b.run_after] = null()
-    return (
-        update(b.table)
-        .where(_one_of(b, expired))
-        .values(values)
-        .returning(b.pk.label("id"), attempt.label("attempt"), b.status.label("status"))
-    )
-
-
-def _rescue_stale(binding: TableBinding) -> ReturningUpdate[Any]:
-    b = binding
-    assert b.updated_at is not None
-    stale = (
-        select(b.pk)
-        .where(
-            _status_inline(b, b.statuses.processing, "curate_processing_inline"),
-            b.updated_at < func.now() - bindparam("curate_stale", type_=Interval()),
-        )
-        .with_for_update(skip_locked=True)
-    )
-    return (
-        update(b.table)
-        .where(_one_of(b, stale))
-        .values(
-            {
-                b.status: _status_param(b, "curate_queued"),
-                b.error: "Stale: Processing for longer than the stale age; queued again",
-                **_touch(b),
-            }
-        )
-        .returning(b.pk.label("id"), literal_column("1").label("attempt"), b.status.label("status"))
-    )
-
-
-def _requeue_where(binding: TableBinding, selection: RequeueSelection) -> ColumnElement[bool]:
-    b = binding
-    processing = b.status == b.status_value(b.statuses.processing)
-    no_live_lease: ColumnElement[bool] = true()
-    if b.lease_until is not None:
-        no_live_lease = or_(b.lease_until.is_(None), b.lease_until < func.now())
-    chosen = []
-    if selection.errors:
-        chosen.append(b.status == b.status_value(b.statuses.failed))
-    if selection.stuck:
-        chosen.append(and_(processing, no_live_lease))
-    if chosen:
-        conditions = [or_(*chosen)]
-    else:
-        running = processing if b.lease_until is None else and_(processing, ~no_live_lease)
-        conditions = [or_(b.status.is_(None), ~running)]
-    if selection.ids:
-        conditions.append(b.pk.in_(selection.ids))
-    if selection.where_error is not None:
-        conditions.append(b.error.icontains(selection.where_error, autoescape=True))
-    return and_(*conditions)
-
-
-def _status_summary(binding: TableBinding) -> Select[Any]:
-    b = binding
-    roles = {
-        role: b.status == _status_param(b, f"curate_{role}")
-        for role in ("queued", "processing", "complete", "failed")
-    }
-    known = or_(*roles.values())
-    oldest_queued: ColumnElement[Any] = null()
-    completed_recently: ColumnElement[Any] = null()
-    expired_leases: ColumnElement[Any] = null()
-    if b.updated_at is not None:
-        oldest_queued = func.date_part(
-            "epoch", func.now() - func.min(b.updated_at).filter(roles["queued"])
-        )
-        completed_recently = func.count().filter(
-            roles["complete"],
-            b.updated_at >= func.now() - bindparam("curate_window", type_=Interval()),
-        )
-    if b.lease_until is not None:
-        expired_leases = func.count().filter(roles["processing"], b.lease_until < func.now())
-    columns: list[ColumnElement[Any]] = [
-        *(func.count().filter(condition).label(role) for role, condition in roles.items()),
-        func.count().filter(b.status.is_not(None), ~known).label("other"),
-        func.count().filter(b.status.is_(None)).label("unset"),
-        oldest_queued.label("oldest_queued_seconds"),
-        expired_leases.label("expired_leases"),
-        completed_recently.label("completed_recently"),
-    ]
-    return select(*columns).select_from(b.table)
-
-
-UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-def _error_groups(binding: TableBinding) -> Select[Any]:
-    """Errors differing only in ids and numbers (a URL, a line number) fall in one group:
-    the group's ``message`` has them as ``<uuid>`` and ``N``; ``example`` is a real one."""
-    b = binding
-    first_line = func.left(func.split_part(func.coalesce(b.error, ""), "\n", 1), 300)
-    message = func.regexp_replace(
-        func.regexp_replace(first_line, UUID_PATTERN, "<uuid>", "gi"), "[0-9]+", "N", "g"
-    )
-    rows = func.count()
-    last_seen = func.max(b.updated_at) if b.updated_at is not None else null()
-    return (
-        select(
-            message.label("message"),
-            rows.label("rows"),
-            last_seen.label("last_seen"),
-            func.min(first_line).label("example"),
-        )
-        .where(b.status == _status_param(b, "curate_failed"))
-        .group_by(message)
-        .order_by(rows.desc(), message)
-        .limit(bindparam("curate_limit"))
     )
 
 

@@ -1,0 +1,99 @@
+"""Pieces the statements of a workflow share: status parameters, the claim's order, the
+time due rows are compared with, how a statement picks rows by primary key."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    DateTime,
+    Select,
+    any_,
+    bindparam,
+    cast,
+    func,
+    null,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from curate.engine.binding import TableBinding
+
+
+def status_param(binding: TableBinding, name: str) -> Any:
+    return bindparam(name, type_=binding.status.type)
+
+
+def touch(binding: TableBinding) -> dict[Any, Any]:
+    return {binding.updated_at: func.now()} if binding.updated_at is not None else {}
+
+
+def now_or_frozen() -> ColumnElement[Any]:
+    """The time due rows are compared with: ``curate_now`` (a test's frozen clock) or now()."""
+    return func.coalesce(bindparam("curate_now", type_=DateTime(timezone=True)), func.now())
+
+
+def one_of(binding: TableBinding, rows: Select[Any]) -> ColumnElement[bool]:
+    """``pk = ANY(CAST((SELECT array_agg(pk) FROM (<rows>)) AS <pk type>[]))``.
+
+    Not ``pk IN (<rows>)``: for that the planner estimates the rows from the LIMIT (or,
+    with a generic plan, a tenth of the table) and, past a few hundred, joins by reading
+    the whole table, so a claim of 1,000 rows cost a scan of every row. The array is
+    computed first (an InitPlan), and the update then finds each row by its primary key.
+    """
+    chosen = rows.subquery("curate_chosen")
+    ids = select(func.array_agg(chosen.c[binding.pk.name])).scalar_subquery()
+    return binding.pk == any_(cast(ids, ARRAY(binding.pk.type)))
+
+
+def claim_sort_keys(binding: TableBinding) -> list[Column[Any]]:
+    """Higher priority first (where the table has the column), then the workflow's order."""
+    if binding.priority is None:
+        return [binding.order_by]
+    return [binding.priority, binding.order_by]
+
+
+def claim_order(binding: TableBinding) -> list[ColumnElement[Any]]:
+    return claim_order_of(claim_sort_keys(binding), priority_nullable(binding))
+
+
+def priority_nullable(binding: TableBinding) -> bool:
+    return binding.priority is not None and bool(binding.priority.nullable)
+
+
+def claim_order_of(
+    keys: Iterable[ColumnElement[Any]], priority_nullable: bool = False
+) -> list[ColumnElement[Any]]:
+    """``keys`` as an ORDER BY: the first descending when there are two (the priority).
+
+    A NULL priority sorts as the lowest (PostgreSQL's DESC puts NULLs first). curate's
+    own priority column is NOT NULL, so its index keeps the plain ``DESC``.
+    """
+    keys = list(keys)
+    if len(keys) != 2:
+        return keys
+    first = keys[0].desc().nulls_last() if priority_nullable else keys[0].desc()
+    return [first, keys[1]]
+
+
+def lease_cleared(binding: TableBinding) -> dict[Any, Any]:
+    return {binding.lease_until: null()} if binding.lease_until is not None else {}
+
+
+def status_inline(binding: TableBinding, status: enum.Enum, name: str) -> ColumnElement[bool]:
+    """``status = <value>`` with the value rendered inline through the column's type, so the
+    planner matches it to the partial index even for a generic plan of a prepared statement.
+    """
+    return binding.status == bindparam(
+        name, binding.status_value(status), type_=binding.status.type, literal_execute=True
+    )
+
+
+def pk_in_ids(pk: Column[Any]) -> ColumnElement[bool]:
+    """``pk = ANY(curate_ids)``: the ids as one array parameter. An expanding IN list takes
+    a parameter per id, and the protocol allows 32,767, so a longer list would fail."""
+    return pk == any_(bindparam("curate_ids", type_=ARRAY(pk.type)))
