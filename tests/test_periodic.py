@@ -739,7 +739,9 @@ async def test_the_photo_maintenance_example(
             ],
         )
 
-    await photo_maintenance.purge_rejected_photos(night)
+    sessionmaker = await runtime.database.sessionmaker()
+    async with sessionmaker() as session, session.begin():  # as curate runs it, then commits
+        await photo_maintenance.purge_rejected_photos(night, session)
     await photo_maintenance.log_photo_counts(night)
 
     async with engine.connect() as connection:

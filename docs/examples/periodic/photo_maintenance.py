@@ -6,6 +6,7 @@ import curate
 from curate.scheduling import add_periodic_job
 from loguru import logger
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from photos.models import CurationStatus, Photo
 
@@ -13,16 +14,15 @@ KEEP_REJECTED = timedelta(days=30)
 
 
 @curate.periodic(cron="0 3 * * *")  # every day at 03:00 UTC
-async def purge_rejected_photos(scheduled_at: datetime) -> None:
-    """Delete the photos rejected more than 30 days before this run's time."""
-    sessionmaker = await curate.get_runtime().database.sessionmaker()
-    async with sessionmaker() as session, session.begin():
-        await session.execute(
-            delete(Photo).where(
-                Photo.curation_status == CurationStatus.Rejected,
-                Photo.updated_at < scheduled_at - KEEP_REJECTED,
-            )
+async def purge_rejected_photos(scheduled_at: datetime, session: AsyncSession) -> None:
+    """Delete the photos rejected more than 30 days before this run's time; curate commits
+    the deletes with the run's outcome (or rolls them back if the run lost its lease)."""
+    await session.execute(
+        delete(Photo).where(
+            Photo.curation_status == CurationStatus.Rejected,
+            Photo.updated_at < scheduled_at - KEEP_REJECTED,
         )
+    )
 
 
 @curate.periodic(every_seconds=300)  # at :00, :05, :10, ... on every replica
