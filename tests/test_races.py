@@ -435,3 +435,21 @@ async def test_rows_without_a_status_are_counted(
         await conn.execute(update(Item).where(Item.id == 1).values(work_status=Queued))
     [status] = (await operations.read_status(engine, [work(noop)])).workflows
     assert (status.counts["queued"], status.counts["unset"], status.counts["other"]) == (1, 2, 0)
+
+
+async def test_a_locked_workflow_with_batched_outcomes_drains_in_one_run(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    """A waiting completion holds its row's key: the run writes the waiting completions
+    before it waits for a key to come free, so the next row of each key runs in the same
+    run, once."""
+    await insert_items(engine, 6)
+    async with engine.begin() as conn:  # keys a, b, a, b, a, b
+        await conn.execute(update(Item).values(payload=func.chr(97 + Item.id % 2)))
+    executions = ExecutionLog(Item, "work")
+    flow = work(executions.service(noop), lock_key="payload", outcomes="batched", concurrency=2)
+    result = await runtime.run(flow)
+
+    assert (result.claimed, result.completed) == (6, 6)
+    assert await status_counts(engine) == {"Complete": 6}
+    await executions.assert_once_each(range(1, 7))

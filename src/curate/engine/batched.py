@@ -51,18 +51,18 @@ class CompletionBatch:
             await self.flush()
         return Outcome.BATCHED
 
-    async def flush(self) -> None:
+    async def flush(self) -> int:
         """Write the waiting completions in one statement (retried on connection loss),
-        then let the heartbeat go of them."""
+        then let the heartbeat go of them; how many rows it completed."""
         if not self.pending:
-            return
+            return 0
         items, self.pending = list(self.pending.values()), {}
         try:
-            await self._write(items)
+            return await self._write(items)
         finally:
             self.heartbeat.let_go(items)
 
-    async def _write(self, items: list[ClaimedItem]) -> None:
+    async def _write(self, items: list[ClaimedItem]) -> int:
         ctx = self.ctx
         statement = ctx.statements.complete_many
         assert statement is not None
@@ -82,7 +82,7 @@ class CompletionBatch:
                 len(items),
                 format_error(exc),
             )
-            return
+            return 0
         self.completed += written
         if written < len(items):
             self.dropped += len(items) - written
@@ -91,3 +91,4 @@ class CompletionBatch:
                 len(items) - written,
                 len(items),
             )
+        return written

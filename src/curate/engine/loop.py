@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loguru import logger
 
@@ -107,6 +107,7 @@ async def _claim_and_execute(
                     await _release(ctx, batch[index:], heartbeat)
                     result.claimed -= len(batch) - index
                     break
+                running.in_flight.add(item)
                 tasks.create_task(_execute(ctx, item, running))
             if len(batch) < limit and not await _unlocked_more(ctx, batch, running):
                 break
@@ -116,16 +117,16 @@ async def _unlocked_more(ctx: RunContext, batch: list[ClaimedItem], run: _Runnin
     """After a short batch: is it worth claiming again at once?
 
     Without a lock key, no: the queue is drained. With one, rows may be waiting only for
-    their key's running row, so write the waiting completions (their rows hold keys too),
-    wait until an item finishes (its key is then free) and claim again; stop once a claim
-    finds nothing and nothing is running.
+    their key's running row: claim again once keys come free, as waiting completions are
+    written (their rows hold keys too) or an item finishes; stop once a claim finds
+    nothing and nothing is running or waiting to be written.
     """
     if ctx.binding.lock_key is None:
         return False
-    if run.completions is not None:
-        await run.completions.flush()
-    run.finished.clear()
-    if run.heartbeat.held:
+    if run.completions is not None and await run.completions.flush():
+        return True
+    run.finished.clear()  # no await between this and the look at in_flight
+    if run.in_flight:
         await run.finished.wait()
         return True
     return bool(batch)
@@ -181,6 +182,8 @@ class _Running:
     heartbeat: Heartbeat
     finished: asyncio.Event
     completions: CompletionBatch | None
+    in_flight: set[ClaimedItem] = field(default_factory=set)
+    """Items whose task has been started and has not ended."""
 
 
 async def _execute(ctx: RunContext, item: ClaimedItem, run: _Running) -> None:
@@ -193,6 +196,7 @@ async def _execute(ctx: RunContext, item: ClaimedItem, run: _Running) -> None:
         logger.exception("unexpected error while processing item {}: {}", item.id, exc)
     finally:
         run.slots.release()
+        run.in_flight.discard(item)
         if outcome is not Outcome.BATCHED:  # a waiting completion stays held until written
             run.heartbeat.let_go((item,))
         run.finished.set()
