@@ -77,7 +77,7 @@ class TableBinding:
 
     @property
     def fences_by_claim(self) -> bool:
-        """Outcome writes can check the claim (worker and attempt), not just the status."""
+        """Outcome writes can check the claim (its token and attempt), not just the status."""
         return self.attempts is not None and self.claimed_by is not None
 
     def advisory_key(self, purpose: str) -> int:
