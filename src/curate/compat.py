@@ -14,9 +14,10 @@ import functools
 from typing import Any
 
 from curate.columns import ColumnNames
-from curate.engine.binding import OrderBy, Statuses
+from curate.engine.binding import Statuses, table_of
 from curate.engine.config import NO_RETRY, RunConfig
 from curate.engine.context import RunResult, ServiceFunction
+from curate.engine.ordering import OrderBy, OrderSpec, order_spec
 from curate.workflow import Workflow
 
 
@@ -56,7 +57,7 @@ async def run_job_loop(
             failed=failed_status,
         ),
         processing_function,
-        _column_name(order_by_column),
+        _seed_order(model, order_by_column),
         ColumnNames(status=status_field_name, error=error_field_name),
     )
     config = RunConfig(
@@ -68,9 +69,14 @@ async def run_job_loop(
     return await get_runtime().run(workflow, config)
 
 
-def _column_name(order_by: OrderBy) -> str | None:
-    """Column attributes compare as SQL expressions, so key the cache by name."""
-    return order_by if order_by is None or isinstance(order_by, str) else str(order_by.key)
+def _seed_order(model: Any, order_by: OrderBy) -> OrderSpec:
+    """The order as the seed's loop had it: what was given (``asc(Model.updated_at)``, a
+    column, ...), else ``updated_at`` ascending where the table has it, else the primary
+    key. An `OrderSpec`, not the expression: expressions compare as SQL, and the cache
+    below needs a key that compares as a value."""
+    table = table_of(model)
+    default = "updated_at" if "updated_at" in table.c else table.primary_key.columns[0].key
+    return order_spec(table, order_by, default)
 
 
 @functools.lru_cache(maxsize=256)
@@ -78,7 +84,7 @@ def _seed_workflow(
     model: Any,
     statuses: Statuses,
     service: ServiceFunction,
-    order_by: str | None,
+    order_by: OrderSpec,
     columns: ColumnNames,
 ) -> Workflow:
     """One `Workflow` per distinct call, so its statements are built once."""

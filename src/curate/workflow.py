@@ -18,11 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.clock import clock
 from curate.columns import ColumnNames, ProcessingStatus
-from curate.engine.binding import LockKey, OrderBy, Statuses, TableBinding
+from curate.engine.binding import LockKey, Statuses, TableBinding
 from curate.engine.config import RetryPolicy, RunConfig
 from curate.engine.context import RunResult, ServiceFunction
 from curate.engine.hooks import ItemHook
 from curate.engine.notifier import channel_for
+from curate.engine.ordering import OrderBy
 from curate.errors import ConfigurationError
 from curate.settings import WorkflowSettings
 from curate.sql import NOTIFY, WorkflowStatements

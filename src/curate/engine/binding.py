@@ -17,9 +17,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import visitors
 
 from curate.columns import ColumnNames
+from curate.engine.ordering import OrderBy, OrderSpec, order_spec
 from curate.errors import ConfigurationError
-
-OrderBy = str | InstrumentedAttribute[Any] | Column[Any] | None
 
 LockKey = str | InstrumentedAttribute[Any] | ColumnElement[Any] | None
 """A column name, a mapped attribute, or an SQL expression over the table's columns."""
@@ -66,6 +65,8 @@ class TableBinding:
     priority: Column[Any] | None
     updated_at: Column[Any] | None
     order_by: Column[Any]
+    order: OrderSpec
+    """The direction and NULL placement of ``order_by`` (`curate.engine.ordering`)."""
     statuses: Statuses
     lock_key: ColumnElement[Any] | None = None
     """Rows with equal keys run one at a time, in queue order (see `Workflow`)."""
@@ -99,7 +100,7 @@ class TableBinding:
         order_by: OrderBy = None,
         lock_key: LockKey = None,
     ) -> TableBinding:
-        table = _table_of(model)
+        table = table_of(model)
         primary_key = list(table.primary_key.columns)
         if len(primary_key) != 1:
             raise ConfigurationError(
@@ -119,6 +120,8 @@ class TableBinding:
         def optional(name: str | None) -> Column[Any] | None:
             return required(name) if name is not None and name in table.c else None
 
+        order = order_spec(table, order_by, default=primary_key[0].key)
+
         return cls(
             table=table,
             pk=primary_key[0],
@@ -130,27 +133,20 @@ class TableBinding:
             lease_until=optional(names.lease_until),
             priority=optional(names.priority),
             updated_at=optional("updated_at"),
-            order_by=_order_column(table, order_by) if order_by is not None else primary_key[0],
+            order_by=table.c[order.column],
+            order=order,
             statuses=statuses,
             lock_key=_lock_expression(table, lock_key) if lock_key is not None else None,
         )
 
 
-def _table_of(model: Any) -> Table:
+def table_of(model: Any) -> Table:
     table = getattr(model, "__table__", model)
     if not isinstance(table, Table):
         raise ConfigurationError(
             f"model {model!r} is not a mapped class or a Table; pass the ORM model of the table"
         )
     return table
-
-
-def _order_column(table: Table, order_by: OrderBy) -> Column[Any]:
-    name = order_by if isinstance(order_by, str) else getattr(order_by, "key", None)
-    if name is None or name not in table.c:
-        raise ConfigurationError(f"order_by={order_by!r} is not a column of table {table.name!r}")
-    column: Column[Any] = table.c[name]
-    return column
 
 
 def _lock_expression(table: Table, lock_key: LockKey) -> ColumnElement[Any]:

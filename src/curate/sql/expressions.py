@@ -45,9 +45,13 @@ def one_of(binding: TableBinding, rows: Select[Any]) -> ColumnElement[bool]:
     the whole table, so a claim of 1,000 rows cost a scan of every row. The array is
     computed first (an InitPlan), and the update then finds each row by its primary key.
     """
-    chosen = rows.subquery("curate_chosen")
-    ids = select(func.array_agg(chosen.c[binding.pk.name])).scalar_subquery()
-    return binding.pk == any_(cast(ids, ARRAY(binding.pk.type)))
+    return pk_among(binding, rows.subquery("curate_chosen").c[binding.pk.name])
+
+
+def pk_among(binding: TableBinding, ids: ColumnElement[Any]) -> ColumnElement[bool]:
+    """`one_of` for ids already selected elsewhere (``ids``: a column of a subquery or CTE)."""
+    aggregated = select(func.array_agg(ids)).scalar_subquery()
+    return binding.pk == any_(cast(aggregated, ARRAY(binding.pk.type)))
 
 
 def claim_sort_keys(binding: TableBinding) -> list[Column[Any]]:
@@ -58,7 +62,7 @@ def claim_sort_keys(binding: TableBinding) -> list[Column[Any]]:
 
 
 def claim_order(binding: TableBinding) -> list[ColumnElement[Any]]:
-    return claim_order_of(claim_sort_keys(binding), priority_nullable(binding))
+    return claim_order_of(binding, claim_sort_keys(binding))
 
 
 def priority_nullable(binding: TableBinding) -> bool:
@@ -66,18 +70,19 @@ def priority_nullable(binding: TableBinding) -> bool:
 
 
 def claim_order_of(
-    keys: Iterable[ColumnElement[Any]], priority_nullable: bool = False
+    binding: TableBinding, keys: Iterable[ColumnElement[Any]]
 ) -> list[ColumnElement[Any]]:
-    """``keys`` as an ORDER BY: the first descending when there are two (the priority).
+    """``keys`` (copies of `claim_sort_keys`) as an ORDER BY: the priority descending when
+    there is one, then the workflow's order in its direction (`OrderSpec.ordered`).
 
     A NULL priority sorts as the lowest (PostgreSQL's DESC puts NULLs first). curate's
     own priority column is NOT NULL, so its index keeps the plain ``DESC``.
     """
-    keys = list(keys)
-    if len(keys) != 2:
-        return keys
-    first = keys[0].desc().nulls_last() if priority_nullable else keys[0].desc()
-    return [first, keys[1]]
+    *priority, order = list(keys)
+    if priority:
+        [key] = priority
+        priority = [key.desc().nulls_last() if priority_nullable(binding) else key.desc()]
+    return [*priority, binding.order.ordered(order)]
 
 
 def lease_cleared(binding: TableBinding) -> dict[Any, Any]:

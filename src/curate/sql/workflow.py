@@ -16,7 +16,6 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     ColumnElement,
     DateTime,
     Float,
@@ -51,9 +50,8 @@ from curate.sql.expressions import (
     claim_sort_keys,
     lease_cleared,
     now_or_frozen,
-    one_of,
+    pk_among,
     pk_in_ids,
-    priority_nullable,
     status_inline,
     status_param,
     touch,
@@ -374,17 +372,31 @@ def _fence_params(item_id: Any, claim: str, attempt: int) -> dict[str, Any]:
 
 
 def _claim(binding: TableBinding) -> Select[Any]:
+    """The claim: ``curate_chosen`` picks and locks the rows and numbers them in claim
+    order; the UPDATE finds them by primary key (an array, see `one_of`); the rows come
+    back in that numbered order. Not in an order of the UPDATE's RETURNING: that shows
+    the new values, and the claim itself rewrites ``updated_at``, the seed's usual order.
+    """
     b = binding
     queued = status_inline(b, b.statuses.queued, "curate_queued")
     due: ColumnElement[bool] = true()
     if b.run_after is not None:
         due = or_(b.run_after.is_(None), b.run_after <= now_or_frozen())
+    keys = claim_sort_keys(b)
     candidates = (
-        select(b.pk)
+        select(b.pk, *(key.label(f"sort_key_{n}") for n, key in enumerate(keys)))
         .where(queued, due, _lock_free(b), not_paused())
         .order_by(*claim_order(b))
         .limit(bindparam("curate_limit"))
         .with_for_update(skip_locked=True)
+        .subquery("curate_candidates")
+    )
+    sort_keys = [candidates.c[f"sort_key_{n}"] for n in range(len(keys))]
+    position = func.row_number().over(
+        order_by=[*claim_order_of(b, sort_keys), candidates.c[b.pk.name]]
+    )
+    chosen = select(candidates.c[b.pk.name].label("id"), position.label("position")).cte(
+        "curate_chosen"
     )
     values: dict[Any, Any] = {
         b.status: status_param(b, "curate_processing"),
@@ -398,16 +410,17 @@ def _claim(binding: TableBinding) -> Select[Any]:
     if b.lease_until is not None:
         values[b.lease_until] = func.now() + bindparam("curate_lease", type_=Interval())
     attempt = b.attempts if b.attempts is not None else literal_column("1")
-    sort_keys = [key.label(f"sort_key_{n}") for n, key in enumerate(claim_sort_keys(b))]
     claimed = (
         update(b.table)
-        .where(one_of(b, candidates))
+        .where(pk_among(b, chosen.c.id))
         .values(values)
-        .returning(b.pk.label("id"), attempt.label("attempt"), *sort_keys)
+        .returning(b.pk.label("id"), attempt.label("attempt"))
         .cte("claimed")
     )
-    return select(claimed.c.id, claimed.c.attempt).order_by(
-        *claim_order_of((claimed.c[key.name] for key in sort_keys), priority_nullable(b))
+    return (
+        select(claimed.c.id, claimed.c.attempt)
+        .join(chosen, chosen.c.id == claimed.c.id)
+        .order_by(chosen.c.position)
     )
 
 
@@ -425,7 +438,7 @@ def _lock_free(binding: TableBinding) -> ColumnElement[bool]:
     other = b.table.alias("curate_lock_holder")
     adapt = ClauseAdapter(other).traverse
     other_status = other.c[b.status.name]
-    ahead = _ahead_in_order(other.c[b.order_by.name], other.c[b.pk.name], b.order_by, b.pk)
+    ahead = b.order.before(other.c[b.order_by.name], other.c[b.pk.name], b.order_by, b.pk)
     holder: Select[Any] = (
         select(literal_column("1"))
         .select_from(other)
@@ -439,19 +452,6 @@ def _lock_free(binding: TableBinding) -> ColumnElement[bool]:
         )
     )
     return or_(b.lock_key.is_(None), ~holder.exists())
-
-
-def _ahead_in_order(
-    order: ColumnElement[Any], pk: ColumnElement[Any], my_order: Column[Any], my_pk: Column[Any]
-) -> ColumnElement[bool]:
-    """(order, pk) comes before (my_order, my_pk) as the claim's ``ORDER BY order`` sorts
-    them: NULLs last, ties by primary key. A row comparison would give NULL (never ahead)
-    as soon as an order value is NULL."""
-    return or_(
-        order < my_order,
-        and_(order.is_not(None), my_order.is_(None)),
-        and_(order.is_not_distinct_from(my_order), pk < my_pk),
-    )
 
 
 def _claim_fence(binding: TableBinding) -> ColumnElement[bool]:
