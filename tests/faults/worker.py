@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--lease-seconds", type=float, default=60.0)
     parser.add_argument("--heartbeat-seconds", type=float, default=15.0)
     parser.add_argument("--interval-seconds", type=float, default=0.2)
+    parser.add_argument("--max-attempts", type=int, default=curate.RetryPolicy().max_attempts)
     args = parser.parse_args()
 
     settings = curate.CurateSettings()
@@ -39,6 +40,7 @@ def main() -> None:
         lease_seconds=args.lease_seconds,
         heartbeat_seconds=args.heartbeat_seconds,
         interval_seconds=args.interval_seconds,
+        retry=curate.RetryPolicy(max_attempts=args.max_attempts),
         run_max_items=1_000_000,
     )
 
