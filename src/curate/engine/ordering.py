@@ -89,6 +89,8 @@ def order_spec(table: Table, order_by: OrderBy, default: str) -> OrderSpec:
 
 
 def _parse(order_by: Any, table: Table) -> OrderSpec:
+    if isinstance(order_by, str):
+        return OrderSpec(order_by)
     nulls_first: bool | None = None
     descending = False
     element = getattr(order_by, "__clause_element__", lambda: order_by)()
@@ -98,8 +100,6 @@ def _parse(order_by: Any, table: Table) -> OrderSpec:
     if isinstance(element, UnaryExpression) and element.modifier in _DIRECTIONS:
         descending = _DIRECTIONS[element.modifier]
         element = element.element
-    if isinstance(order_by, str):
-        return OrderSpec(order_by)
     if isinstance(element, Column) and getattr(element.table, "name", None) == table.name:
         return OrderSpec(element.key, descending, nulls_first)
     raise ConfigurationError(
