@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_e
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import curate
+from curate.db.own_tables import create_own_tables
 from curate.engine.driver import driver_statement
-from curate.sql import controls
 
 PREFIX = "bench"
 
@@ -48,7 +48,7 @@ async def noop(item_id: int, session: AsyncSession) -> None:
 async def build(conn: AsyncConnection, rows: int, queued: int) -> None:
     """R rows, the last ``queued`` of them Queued and the others Complete; index; ANALYZE."""
     await conn.run_sync(Base.metadata.create_all)
-    await conn.execute(controls.CREATE)
+    await create_own_tables(conn)  # as a migrated app has them
     await conn.execute(text("SET LOCAL synchronous_commit = off"))
     await conn.execute(
         text(

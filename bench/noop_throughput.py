@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import curate
 from curate import CurateSettings, Workflow, workflow_mixin
+from curate.db.own_tables import create_own_tables
 
 
 class Base(DeclarativeBase):
@@ -46,6 +47,7 @@ async def main(items: int, concurrency: int, batch_size: int, url: str, outcomes
         await conn.execute(text(f"CREATE SCHEMA {schema}"))
         await conn.execute(text(f"SET search_path TO {schema}"))
         await conn.run_sync(Base.metadata.create_all)
+        await create_own_tables(conn)  # as a migrated app has them
         await conn.execute(
             text(
                 f"CREATE INDEX ix_bench_queued ON {schema}.bench_items (bench_priority DESC, id)"

@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import curate
 from curate import CurateSettings, ProcessingStatus, Workflow, scheduling
+from curate.db.own_tables import create_own_tables
 from curate.migrations import create_notify_trigger
 
 
@@ -52,6 +53,7 @@ async def measure(url: str, rows: int, interval: float, listen: bool) -> list[fl
         await conn.execute(text(f"CREATE SCHEMA {schema}"))
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
+        await create_own_tables(conn)  # as a migrated app has them
         await conn.run_sync(add_trigger)
         await conn.execute(insert(PickupItem), [{"id": i} for i in range(rows)])
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from sqlalchemy import Column, MetaData, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -70,3 +72,15 @@ async def worker_runtimes(
     finally:
         for worker in workers:
             await worker.close()
+
+
+async def run_migration_step(engine: AsyncEngine, step: Callable[[], None]) -> None:
+    """Run ``step`` (an Alembic migration's body, e.g. ``create_curate_tables``) in one
+    transaction on ``engine``, as Alembic would run it."""
+
+    def in_context(connection: Any) -> None:
+        with Operations.context(MigrationContext.configure(connection)):
+            step()
+
+    async with engine.begin() as conn:
+        await conn.run_sync(in_context)

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CURATE = Path(sys.executable).with_name("curate")
 UNREACHABLE = "postgresql://postgres:secret@127.0.0.1:9/x"
 NOT_PAUSED = {"paused": False, "paused_at": None, "paused_reason": None, "rate_limit": None}
+CURATE_TABLES = "curate_workflow_controls, curate_periodic_runs"
 
 Queued, Processing, Complete, Error = (
     ProcessingStatus.Queued,
@@ -387,9 +388,12 @@ async def test_db_upgrade_current_downgrade(schema: str, cli: Curate) -> None:
     assert (before.code, before.out.split(where)[1]) == (0, ": base (no revision applied)\n")
 
     upgraded = await cli("db", "upgrade")
-    assert upgraded.code == 0 and upgraded.out.endswith(f"{where}: now at 0002 (head)\n"), upgraded
+    assert upgraded.code == 0, upgraded
+    migrated, own_tables = upgraded.out.splitlines()[-2:]
+    assert migrated.endswith(f"{where}: now at 0003 (head)"), upgraded
+    assert own_tables.endswith(f"{where}: curate's tables: {CURATE_TABLES} already there")
     assert "Running upgrade  -> 0001" in upgraded.err
-    assert "Running upgrade 0001 -> 0002" in upgraded.err
+    assert "Running upgrade 0002 -> 0003" in upgraded.err
 
     status = await cli("status", "--json", **demo_app)
     assert status.code == 0, status
@@ -399,7 +403,7 @@ async def test_db_upgrade_current_downgrade(schema: str, cli: Curate) -> None:
         "page_curation",
     ]
 
-    downgraded = await cli("db", "downgrade", "-2")
+    downgraded = await cli("db", "downgrade", "-3")
     assert downgraded.out.endswith(f"{where}: now at base (no revision applied)\n"), downgraded
 
     missing = await cli("status", **demo_app)

@@ -30,7 +30,6 @@ import sys
 import textwrap
 import types
 import typing
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +67,15 @@ EXECUTED_BY = {
     "photos/worker.py": "test_photos_worker_process",
     "tutorial_run_once.py": "test_tutorial_run_once",
     "tutorial_scheduler.py": "test_tutorial_scheduler",
-    "seed_port/models.py": "test_seed_port_scheduler",
-    "seed_port/sitemap_import_service.py": "test_seed_port_session_styles",
-    "seed_port/sitemap_import_scheduler.py": "test_seed_port_scheduler",
-    "seed_port/sitemap_import_workflow.py": "test_seed_port_as_a_workflow",
+    "seed_port/models.py": "test_docs_seed_port.test_the_ported_app",
+    "seed_port/settings.py": "test_docs_seed_port.test_the_ported_app",
+    "seed_port/scheduler_instance.py": "test_docs_seed_port.test_the_ported_app",
+    "seed_port/main.py": "test_docs_seed_port.test_the_ported_app",
+    "seed_port/sitemap_import_service.py": "test_docs_seed_port.test_the_ported_app",
+    "seed_port/sitemap_import_scheduler.py": "test_docs_seed_port.test_the_ported_app",
+    "seed_port/page_curation_service.py": "test_docs_seed_port.test_the_ported_app",
+    "seed_port/page_curation_scheduler.py": "test_docs_seed_port.test_the_ported_app",
+    "seed_port/page_curation_workflow.py": "test_docs_seed_port.test_the_next_step_workflow",
     "articles/models.py": "test_docs_articles.test_articles_examples",
     "articles/workflows.py": "test_docs_articles.test_articles_examples",
     "articles/queueing.py": "test_docs_articles.test_articles_examples",
@@ -185,10 +189,12 @@ def output_block(key: str) -> str:
 _DEFAULT_FACTORIES = {
     "worker_id": "`<host>-<pid>-<6 hex digits>`",
     "embedded_data_dir": "`~/.local/share/curate/pgdata` (per-user data directory)",
+    "database_connect_args": "`{}`",
 }
 _VALIDATED = {
     "database_url": "`postgresql+asyncpg://`, `postgresql://` or `postgres://` URL",
     "database_schema": "lower-case SQL identifier",
+    "database_connect_args": "the [connection arguments](#connection-arguments) below",
     "log_level": "one of `TRACE`, `DEBUG`, `INFO`, `SUCCESS`, `WARNING`, `ERROR`, `CRITICAL`"
     " (any case)",
 }
@@ -202,6 +208,8 @@ def _type_name(annotation: Any) -> str:
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) is typing.Literal:
         return "str"
+    if typing.get_origin(annotation) is dict:
+        return "JSON object"
     if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return _type_name(args[0])
     return {int: "int", float: "float", str: "str", bool: "bool", Path: "path"}[annotation]
@@ -748,135 +756,6 @@ async def test_testing_how_to(database_url: str) -> None:
     assert "3 passed" in output, output
 
 
-SITEMAP = (
-    '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-    "<url><loc>https://example.org/a</loc></url>"
-    "<url><loc>https://example.org/b</loc></url>"
-    "</urlset>"
-)
-EMPTY_SITEMAP = '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"></urlset>'
-
-
-async def queue_sitemap_files(engine: AsyncEngine) -> dict[str, uuid.UUID]:
-    models = example("seed_port.models")
-    ids = {"good": uuid.uuid4(), "malformed": uuid.uuid4(), "empty": uuid.uuid4()}
-    contents = {"good": SITEMAP, "malformed": "<urlset><url>", "empty": EMPTY_SITEMAP}
-    async with engine.begin() as conn:
-        await conn.run_sync(models.Base.metadata.create_all)
-        await conn.execute(
-            insert(models.SitemapFile),
-            [
-                {
-                    "id": ids[kind],
-                    "content": contents[kind],
-                    "sitemap_import_status": models.SitemapImportProcessStatus.Queued,
-                }
-                for kind in ids
-            ],
-        )
-    return ids
-
-
-async def sitemap_outcomes(engine: AsyncEngine, ids: dict[str, uuid.UUID]) -> dict[str, Any]:
-    models = example("seed_port.models")
-    async with engine.connect() as conn:
-        files = {row.id: row for row in await conn.execute(select(models.SitemapFile.__table__))}
-        pages = (await conn.execute(select(models.Page.sitemap_file_id))).scalars().all()
-    return {
-        kind: (
-            files[item_id].sitemap_import_status.value,
-            files[item_id].sitemap_import_error,
-            pages.count(item_id),
-        )
-        for kind, item_id in ids.items()
-    }
-
-
-async def test_seed_port_scheduler(runtime: curate.Runtime, engine: AsyncEngine) -> None:
-    scheduler_module = example("seed_port.sitemap_import_scheduler")
-    ids = await queue_sitemap_files(engine)
-
-    await scheduler_module.process_pending_sitemap_imports()
-
-    outcomes = await sitemap_outcomes(engine, ids)
-    assert outcomes["good"] == ("Complete", None, 2)
-    assert outcomes["empty"] == ("Complete", None, 0)
-    status, error, pages = outcomes["malformed"]
-    assert (status, pages) == ("Error", 0)
-    assert error.startswith("ParseError: ")
-
-    scheduler_module.setup_sitemap_import_scheduler()
-    job = scheduling.get_scheduler().get_job("process_pending_sitemap_imports")
-    assert job.func is scheduler_module.process_pending_sitemap_imports
-    assert (job.max_instances, job.coalesce) == (1, True)
-
-
-@pytest.mark.parametrize(
-    "service_name",
-    [
-        "process_single_sitemap_file",
-        "process_single_sitemap_file_in_transaction",
-        "process_single_sitemap_file_committing",
-    ],
-)
-async def test_seed_port_session_styles(
-    runtime: curate.Runtime, engine: AsyncEngine, service_name: str
-) -> None:
-    """Each way of handling the session ends with the same rows; a final status stands."""
-    models = example("seed_port.models")
-    service = getattr(example("seed_port.sitemap_import_service"), service_name)
-    status = models.SitemapImportProcessStatus
-    ids = await queue_sitemap_files(engine)
-
-    result = await curate.run_job_loop(
-        model=models.SitemapFile,
-        status_enum=status,
-        queued_status=status.Queued,
-        processing_status=status.Processing,
-        completed_status=status.Complete,
-        failed_status=status.Error,
-        processing_function=service,
-        batch_size=2,
-        status_field_name="sitemap_import_status",
-        error_field_name="sitemap_import_error",
-    )
-
-    outcomes = await sitemap_outcomes(engine, ids)
-    assert outcomes["good"] == ("Complete", None, 2)
-    assert outcomes["malformed"][0] == "Error"
-    if service_name == "process_single_sitemap_file_committing":
-        assert outcomes["empty"] == ("Error", "the sitemap lists no pages", 0)
-        assert (result.completed, result.failed) == (1, 2)
-    else:
-        assert outcomes["empty"] == ("Complete", None, 0)
-        assert (result.completed, result.failed) == (2, 1)
-
-
-async def test_seed_port_as_a_workflow(runtime: curate.Runtime, engine: AsyncEngine) -> None:
-    """A seed table without curate's bookkeeping columns: no retries, failures end Error."""
-    module = example("seed_port.sitemap_import_workflow")
-    ids = await queue_sitemap_files(engine)
-
-    await module.process_pending_sitemap_imports()
-
-    outcomes = await sitemap_outcomes(engine, ids)
-    assert outcomes["good"] == ("Complete", None, 2)
-    assert outcomes["empty"] == ("Complete", None, 0)
-    assert outcomes["malformed"][0] == "Error"
-    binding = module.sitemap_import_workflow.binding
-    assert (binding.can_retry, binding.fences_by_claim) == (False, False)
-
-
-def test_run_job_loop_uses_the_workflow_defaults() -> None:
-    """run_job_loop.md: the seed call's timeout and run budget are the settings' defaults."""
-    from curate.engine.config import RunConfig
-
-    fields = WorkflowSettings.model_fields
-    config = RunConfig()
-    for name in ("timeout_seconds", "run_max_items", "run_max_seconds", "lease_seconds"):
-        assert getattr(config, name) == fields[name].default, name
-
-
 def _run_migration(function: Callable[[], None]) -> Callable[[Any], None]:
     from alembic.migration import MigrationContext
     from alembic.operations import Operations
@@ -947,13 +826,20 @@ async def test_migrations_up_down_up(runtime: curate.Runtime, engine: AsyncEngin
         await conn.run_sync(_run_migration(add_thumbnail.downgrade))
     assert await photos_columns() == base_columns
     assert "ix_photos_thumbnail_queued" not in await photos_indexes()
+    curate_tables = text(
+        "SELECT count(to_regclass(t))"
+        " FROM unnest(ARRAY['curate_workflow_controls', 'curate_periodic_runs']) AS t"
+    )
     async with engine.connect() as conn:
         type_left = await conn.scalar(text("SELECT to_regtype('thumbnail_status')"))
+        assert await conn.scalar(curate_tables) == 0  # drop_curate_tables()
     assert type_left is None  # looked up on this test's search_path only
 
     async with engine.begin() as conn:
         await conn.run_sync(_run_migration(add_thumbnail.upgrade))
     assert await photos_columns() == base_columns | workflow_columns
+    async with engine.connect() as conn:
+        assert await conn.scalar(curate_tables) == 2  # create_curate_tables()
     async with engine.begin() as conn:
         await conn.run_sync(_run_migration(add_thumbnail.downgrade))
         await conn.run_sync(_run_migration(create_photos.downgrade))

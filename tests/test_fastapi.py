@@ -93,7 +93,7 @@ async def test_lifespan_runs_the_workflows_and_composes(
         await wait_until(done, seconds=15, what="item 1 to complete")
         assert events == ["app start"]
     assert events == ["app start", "app stop"]
-    assert scheduling._scheduler is None  # shut down
+    assert not scheduling.scheduler.running  # shut down
     row = await item_row(engine, 1)
     assert (row.work_attempts, row.work_claimed_by.partition("#")[0]) == (1, "test-worker")
 

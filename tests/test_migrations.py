@@ -27,6 +27,8 @@ WORKFLOW_COLUMN_SUFFIXES = (
     "priority",
 )
 ENUM_TYPES = {"curation_status", *(f"{prefix}_status" for prefix in TABLES.values())}
+CURATE_TABLES = {"curate_workflow_controls", "curate_periodic_runs"}  # 0003
+QUEUED_INDEXES = {f"ix_{table}_{prefix}_queued" for table, prefix in TABLES.items()}
 
 
 @pytest.fixture
@@ -45,7 +47,8 @@ async def catalog(engine: AsyncEngine, schema_name: str) -> dict[str, set[str]]:
         "enums": "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
         " WHERE n.nspname = :s AND t.typtype = 'e'",
         "partial_indexes": "SELECT indexname || ': ' || indexdef FROM pg_indexes"
-        " WHERE schemaname = :s AND indexdef LIKE '% WHERE %'",
+        " WHERE schemaname = :s AND indexdef LIKE '% WHERE %'"
+        " AND tablename NOT LIKE 'curate\\_%'",
         "versions": "SELECT version_num FROM alembic_version",
     }
     found: dict[str, set[str]] = {}
@@ -59,19 +62,20 @@ async def catalog(engine: AsyncEngine, schema_name: str) -> dict[str, set[str]]:
 async def test_upgrade_downgrade_upgrade(
     migrator: curate.Runtime, admin_engine: AsyncEngine, schema: str
 ) -> None:
+    async with admin_engine.begin() as conn:  # the fixture made them: 0003 must
+        await conn.execute(text(f"DROP TABLE {schema}.curate_workflow_controls"))
+        await conn.execute(text(f"DROP TABLE {schema}.curate_periodic_runs"))
     await demo_schema.upgrade(migrator)
     found = await catalog(admin_engine, schema)
-    assert found["tables"] == {*TABLES, "alembic_version"}
-    assert found["versions"] == {"0002"}
+    assert found["tables"] == {*TABLES, *CURATE_TABLES, "alembic_version"}
+    assert found["versions"] == {"0003"}
     for table, prefix in TABLES.items():
         for suffix in WORKFLOW_COLUMN_SUFFIXES:
             assert f"{table}.{prefix}_{suffix}" in found["columns"]
         assert f"{table}.curation_status" in found["columns"]
         assert f"{table}.updated_at" in found["columns"]
     assert found["enums"] == ENUM_TYPES
-    assert {index.split(":")[0] for index in found["partial_indexes"]} == {
-        f"ix_{table}_{prefix}_queued" for table, prefix in TABLES.items()
-    }
+    assert {index.split(":")[0] for index in found["partial_indexes"]} == QUEUED_INDEXES
     assert all("_status = 'Queued'" in index for index in found["partial_indexes"])
     assert all("_priority DESC, id)" in index for index in found["partial_indexes"])
 
@@ -84,7 +88,7 @@ async def test_upgrade_downgrade_upgrade(
 
     await demo_schema.upgrade(migrator)
     found = await catalog(admin_engine, schema)
-    assert found["tables"] == {*TABLES, "alembic_version"}
+    assert found["tables"] == {*TABLES, *CURATE_TABLES, "alembic_version"}
     assert found["enums"] == ENUM_TYPES
     assert len(found["partial_indexes"]) == 3
 

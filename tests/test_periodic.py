@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
 from curate import scheduling
-from curate.db.own_tables import ensure_tables
 from curate.sql import periodic as sql
 from curate.testing import wait_until
 from tests.periodic_app import EFFECTS
@@ -37,10 +36,8 @@ EVERY_NEW_YEAR = "0 0 1 1 *"
 
 
 async def run_rows(engine: AsyncEngine, job_name: str) -> list[Any]:
-    """The job's rows in curate_periodic_runs, oldest time first; none before it exists."""
+    """The job's rows in curate_periodic_runs, oldest time first."""
     async with engine.connect() as connection:
-        if await connection.scalar(text("SELECT to_regclass('curate_periodic_runs')")) is None:
-            return []
         result = await connection.execute(
             text(
                 "SELECT scheduled_at, worker_id, attempts, started_at, lease_until, finished_at,"
@@ -67,7 +64,6 @@ async def record_claim(
     finished: bool = True,
 ) -> None:
     """As if another replica claimed (and by default finished) ``scheduled_at``."""
-    await ensure_tables(engine, sql.TABLES_KEY, sql.CREATE_TABLES)
     params = {
         "job_name": job_name,
         "scheduled_at": scheduled_at,

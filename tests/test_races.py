@@ -31,8 +31,7 @@ from curate import DualStatus, ProcessingStatus, Workflow, operations, workflow_
 from curate.engine import context as engine_context
 from curate.engine.claim import claim_batch
 from curate.engine.config import RunConfig
-from curate.engine.context import RunContext, RunResult
-from curate.engine.controls import ensure_controls_table
+from curate.engine.context import RunResult
 from curate.engine.rescuer import rescue_expired
 from curate.sql import RequeueSelection
 from curate.testing import wait_until
@@ -73,13 +72,6 @@ async def db_seconds_pass(engine: AsyncEngine, seconds: float) -> None:
         return bool(now - start >= timedelta(seconds=seconds))
 
     await wait_until(passed, seconds=seconds + 10, what=f"{seconds} s on the database clock")
-
-
-async def claimer(runtime: curate.Runtime, flow: Workflow) -> RunContext:
-    """A context to call `claim_batch` with directly, as a run would."""
-    ctx = await runtime.context(flow)
-    await ensure_controls_table(ctx.engine)
-    return ctx
 
 
 async def run_beside_a_rescuer(runtime: curate.Runtime, flow: Workflow) -> tuple[RunResult, int]:
@@ -276,7 +268,7 @@ async def test_a_null_order_value_does_not_let_two_rows_of_a_key_run_together(
                 {"id": 5, "site": "c", "queued_at": datetime.now(UTC), "job_status": Queued},
             ],
         )
-    ctx = await claimer(runtime, keyed_flow(table))
+    ctx = await runtime.context(keyed_flow(table))
     claimed = await claim_batch(ctx, 10)
     # a: the lower id of two NULLs; b: the row with a time, ahead of the NULL; c: alone
     assert sorted(item.id for item in claimed) == [1, 4, 5]
@@ -314,7 +306,7 @@ async def test_rows_of_a_key_committed_out_of_order_never_run_together(
     flow = keyed_flow(table)
     row = {"site": "a", "queued_at": None, "job_status": Queued}
     async with worker_runtimes(settings, 1) as [worker_y]:
-        ctx_x, ctx_y = await claimer(runtime, flow), await claimer(worker_y, flow)
+        ctx_x, ctx_y = await runtime.context(flow), await worker_y.context(flow)
         async with engine.connect() as producer_1, engine.connect() as holder:
             await holder.execute(select(func.pg_advisory_lock(hold)))
             await producer_1.execute(insert(table).values(id=1, **row))  # not committed yet
@@ -423,7 +415,7 @@ async def test_a_null_priority_runs_after_every_set_priority(
             ],
         )
     flow = Workflow("job", model=table, service=noop)
-    ctx = await claimer(runtime, flow)
+    ctx = await runtime.context(flow)
     assert [item.id for item in await claim_batch(ctx, 10)] == [3, 2, 4, 1]
 
 

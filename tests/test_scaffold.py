@@ -73,8 +73,13 @@ async def test_a_scaffolded_workflow_passes_lint_types_migration_and_its_own_tes
         assert done.returncode == 0, done.stdout + done.stderr
 
     database = {"CURATE_DATABASE_URL": database_url, "CURATE_DATABASE_SCHEMA": schema}
+    async with admin_engine.begin() as conn:  # the fixture made them: the migration must
+        await conn.execute(text(f"DROP TABLE {schema}.curate_workflow_controls"))
+        await conn.execute(text(f"DROP TABLE {schema}.curate_periodic_runs"))
     migrated = curate(project, "db", "upgrade", env=database)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    own_tables = "curate_workflow_controls, curate_periodic_runs already there"
+    assert migrated.stdout.endswith(f"curate's tables: {own_tables}\n"), migrated.stdout
     async with admin_engine.connect() as conn:
         columns = await conn.execute(
             text(
@@ -94,6 +99,10 @@ def test_a_second_workflow_joins_the_registry(project: Path) -> None:
     assert curate(project, "new-workflow", "thumbnail", "--table", "photos").returncode == 0
     second = curate(project, "new-workflow", "caption_check", "--model", "photoapp.models:Photo")
     assert second.returncode == 0, second.stderr
+    [first_migration] = (project / "migrations/versions").glob("*_add_thumbnail_workflow.py")
+    [second_migration] = (project / "migrations/versions").glob("*_add_caption_check_workflow.py")
+    assert "    create_curate_tables()\n" in first_migration.read_text()  # once per project
+    assert "create_curate_tables" not in second_migration.read_text()
     registry = (project / "src/photoapp/services/workflows.py").read_text()
     assert registry.index("caption_check_workflow,") < registry.index("thumbnail_workflow,")
     models = (project / "src/photoapp/models.py").read_text()

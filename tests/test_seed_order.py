@@ -20,7 +20,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 import curate
 from curate import ConfigurationError, Workflow, run_job_loop
 from curate.engine.claim import claim_batch
-from curate.engine.controls import ensure_controls_table
 from tests.helpers import noop
 
 
@@ -141,5 +140,4 @@ async def test_a_descending_order_holds_rows_of_a_key_in_that_order(
         lock_key="site",
     )
     ctx = await runtime.context(flow)
-    await ensure_controls_table(ctx.engine)
     assert [item.id for item in await claim_batch(ctx, 10)] == [3]

@@ -3,6 +3,7 @@
 import asyncio
 
 import curate
+from curate.db.own_tables import create_own_tables
 from sqlalchemy import insert, select
 
 from photos.models import Base, CurationStatus, Photo
@@ -23,6 +24,7 @@ async def main(settings: curate.CurateSettings | None = None) -> None:
     async with engine.begin() as conn:  # the tutorial starts afresh; apps use migrations
         await conn.run_sync(Base.metadata.drop_all)
         await conn.run_sync(Base.metadata.create_all)
+        await create_own_tables(conn)  # curate's own tables; in an app, a migration
 
     sessionmaker = await runtime.database.sessionmaker()
     async with sessionmaker() as session, session.begin():

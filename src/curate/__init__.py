@@ -16,7 +16,7 @@ from curate.errors import (
     ItemTimeoutError,
     NonRetryableError,
 )
-from curate.logs import configure_logging
+from curate.logs import configure_logging, propagate_to_logging
 from curate.periodic import PeriodicJob, periodic
 from curate.runtime import Runtime, configure, get_runtime, reset_runtime
 from curate.settings import CurateSettings, WorkflowSettings
@@ -47,6 +47,7 @@ __all__ = [
     "get_runtime",
     "notify",
     "periodic",
+    "propagate_to_logging",
     "queue",
     "reset_runtime",
     "run_job_loop",

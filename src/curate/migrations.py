@@ -1,4 +1,4 @@
-"""Helpers that user migrations call to add a workflow to a table.
+"""Helpers that user migrations call to add a workflow to a table, and curate's own tables.
 
 In an Alembic migration::
 
@@ -20,6 +20,25 @@ from alembic import op
 
 from curate.columns import ColumnNames, ProcessingStatus, status_type, workflow_columns
 from curate.engine.notifier import channel_for
+from curate.sql import own_tables
+
+
+def create_curate_tables(schema: str | None = None) -> None:
+    """Create curate's own tables, ``curate_workflow_controls`` (pause, rate limits) and
+    ``curate_periodic_runs`` (periodic jobs), in ``schema`` (default: the migration's).
+
+    Once per project, in any migration: the app's role then needs no right to create
+    tables. Tables already there (made by an older curate) are left as they are.
+    """
+    for statement in own_tables.create(schema):
+        op.execute(statement)
+
+
+def drop_curate_tables(schema: str | None = None) -> None:
+    """Undo `create_curate_tables`: drops the tables, with every pause, rate-limit bucket
+    and record of periodic runs in them."""
+    for statement in own_tables.drop(schema):
+        op.execute(statement)
 
 
 def queued_index_name(table: str, prefix: str) -> str:

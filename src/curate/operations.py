@@ -17,9 +17,11 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, Row, SmallInteger, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from curate.engine.controls import ensure_controls_table
+from curate.db.own_tables import HOW_TO_CREATE, missing_table
+from curate.errors import ConfigurationError
 from curate.sql import RequeueSelection
 from curate.sql import controls as controls_sql
+from curate.sql import own_tables as own_tables_sql
 from curate.workflow import Workflow, notify
 
 THROUGHPUT_WINDOW = timedelta(minutes=5)
@@ -106,9 +108,10 @@ async def read_status(engine: AsyncEngine, workflows: Sequence[Workflow]) -> Sta
 
 
 async def _controls(connection: AsyncConnection, names: list[str]) -> dict[str, Row[Any]]:
-    """The workflows' rows of the controls table. A read does not create the table (the
-    first claim or pause does): before that, nothing is paused."""
-    if not await connection.scalar(controls_sql.EXISTS):
+    """The workflows' rows of the controls table; without the table (no migration made it
+    yet), nothing is paused."""
+    exists = own_tables_sql.table_exists_params(controls_sql.TABLE)
+    if not await connection.scalar(own_tables_sql.TABLE_EXISTS, exists):
         return {}
     found = await connection.execute(controls_sql.READ, {"curate_workflows": names})
     return {row.workflow: row for row in found}
@@ -238,7 +241,7 @@ async def pause_workflow(
 ) -> bool:
     """Stop every worker from claiming ``workflow``'s rows, from its next claim on; items
     already running finish. False if it was paused already (its reason is kept)."""
-    await ensure_controls_table(engine)
+    await _require_controls(engine, f"cannot pause {workflow.name}")
     async with engine.begin() as connection:
         changed = await connection.execute(
             controls_sql.PAUSE, {"curate_workflow": workflow.name, "curate_reason": reason}
@@ -249,10 +252,18 @@ async def pause_workflow(
 async def resume_workflow(engine: AsyncEngine, workflow: Workflow) -> bool:
     """Let workers claim ``workflow``'s rows again, and wake the listening ones at once.
     False if it was not paused."""
-    await ensure_controls_table(engine)
+    await _require_controls(engine, f"cannot resume {workflow.name}")
     async with AsyncSession(engine) as session, session.begin():
         changed = await session.execute(controls_sql.RESUME, {"curate_workflow": workflow.name})
         if changed.one_or_none() is None:
             return False
         await notify(session, workflow)
         return True
+
+
+async def _require_controls(engine: AsyncEngine, refused: str) -> None:
+    """Raise `ConfigurationError` (``refused``: what cannot be done) when the controls
+    table is missing: it comes from a migration, never from the app's role."""
+    missing = await missing_table(engine, controls_sql.TABLE)
+    if missing is not None:
+        raise ConfigurationError(f"{refused}: {missing}; {HOW_TO_CREATE}")

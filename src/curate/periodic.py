@@ -10,6 +10,8 @@ lease while another process took its time over is cancelled, its outcome not rec
 
 Which times are due is decided by the database's clock, the one every process shares: a
 host whose clock runs ahead wakes early, finds nothing due yet, and runs nothing early.
+Without the table (no migration created it yet) a job cannot run once across processes,
+so it does not run at all: it says so, once, and runs at its times once the table exists.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from loguru import logger
 from sqlalchemy import Row, TextClause
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from curate.db.own_tables import ensure_tables
+from curate.db.own_tables import HOW_TO_CREATE, missing_table
 from curate.engine.error_text import format_error
 from curate.errors import ConfigurationError
 from curate.runtime import Runtime
@@ -186,6 +188,8 @@ class PeriodicRunner:
         scheduler shifts the job's wake-ups by it, so they come at the database's times."""
         self._started = False
         """Set after the first tick, which only catches up: it was not woken for a time."""
+        self._said_table_missing = False
+        """Set once a missing table was reported: one error line, not one a tick."""
         self._running: asyncio.Task[Any] | None = None
         self._log = logger.bind(periodic_job=job.name)
 
@@ -213,7 +217,10 @@ class PeriodicRunner:
         Missed times are those after the job's last claimed time anywhere; a job never
         run before has none. Abandoned times were claimed by a process that stopped
         before finishing them. The first tick was not woken for a time: it only catches up.
+        None while the runs' table is missing.
         """
+        if not await self._table_exists():
+            return []
         catch_up = self.runtime.settings.periodic_max_catch_up
         state = await self._read_state(catch_up)
         schedule = self.job.schedule
@@ -236,11 +243,27 @@ class PeriodicRunner:
             )
         return latest_late + woken_for
 
+    async def _table_exists(self) -> bool:
+        """Whether the runs' table exists; if not, says so (once, as an error: the job does
+        not run) and how to create it."""
+        engine = await self.runtime.database.engine()
+        missing = await missing_table(engine, sql.TABLE)
+        if missing is None:
+            return True
+        if not self._said_table_missing:
+            self._said_table_missing = True
+            self._log.error(
+                "periodic job {} does not run: {}, which records who runs each time; {}",
+                self.job.name,
+                missing,
+                HOW_TO_CREATE,
+            )
+        return False
+
     async def _read_state(self, catch_up: int) -> Row[Any]:
         """The database's time, the job's latest claimed time and its abandoned times
         (`sql.DUE_STATE`); measures this host's clock against the database's on the way."""
         engine = await self.runtime.database.engine()
-        await ensure_tables(engine, sql.TABLES_KEY, sql.CREATE_TABLES)
         async with engine.connect() as connection:
             sent = datetime.now(UTC)
             result = await connection.execute(

@@ -7,18 +7,19 @@ Fixtures:
   for the session.
 - ``curate_template_setup`` (session): override it in your ``conftest.py`` to return an
   async function that builds your schema, given a database URL (Alembic, or
-  ``metadata.create_all``); by default the databases are empty.
+  ``metadata.create_all``); by default the databases have only curate's own tables.
 - ``curate_template`` (session): the name of a database on that server built once with
-  ``curate_template_setup``, dropped at the end of the session.
+  ``curate_template_setup``, then curate's own tables where missing (as ``curate db
+  upgrade`` does), dropped at the end of the session.
 - ``curate_database``: the URL of a fresh copy of the template for the test
   (``CREATE DATABASE curate_test_<hex> TEMPLATE …``, about 65 ms on a local PostgreSQL
   15), dropped afterwards; the names say where a crashed run's leftovers come from.
 - ``curate_harness``: a `curate.testing.WorkflowHarness` on a curate runtime configured on
   that database; afterwards the clock is unfrozen and curate closed and reset.
-- ``curate_schema``: a fresh schema for the test in ``curate_database_url``, dropped
-  afterwards; ``curate_settings``: `CurateSettings` on it; ``curate_runtime``: curate
-  configured with those settings for the test, then closed and reset (the shared scheduler
-  too). For tests that create their tables themselves.
+- ``curate_schema``: a fresh schema for the test in ``curate_database_url``, with
+  curate's own tables, dropped afterwards; ``curate_settings``: `CurateSettings` on it;
+  ``curate_runtime``: curate configured with those settings for the test, then closed and
+  reset (the shared scheduler too). For tests that create their tables themselves.
 
 The async fixtures need pytest-asyncio.
 """
@@ -38,12 +39,14 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from curate import scheduling
 from curate.clock import clock
+from curate.db.connect_args import connect_args
 from curate.db.embedded import start_embedded_postgres
+from curate.db.own_tables import create_own_tables
 from curate.runtime import Runtime, configure, reset_runtime
 from curate.settings import CurateSettings
 from curate.testing import TemplateSetup, WorkflowHarness
@@ -103,6 +106,13 @@ def _run_apart(coroutine: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+def _engine(url: str, **options: Any) -> AsyncEngine:
+    """An engine on ``url`` connecting as curate's do: the URL's query parameters and
+    CURATE_DATABASE_CONNECT_ARGS given to asyncpg with their types."""
+    target = connect_args(url, CurateSettings(database_url=url).database_connect_args)
+    return create_async_engine(target.url, connect_args=target.arguments, **options)
+
+
 def _database_url(server_url: str, database: str) -> str:
     return make_url(server_url).set(database=database).render_as_string(hide_password=False)
 
@@ -111,7 +121,7 @@ def _database_url(server_url: str, database: str) -> str:
 async def _maintenance(server_url: str) -> AsyncIterator[AsyncConnection]:
     """A connection to the server's ``postgres`` database, outside a transaction, as
     CREATE and DROP DATABASE need (neither runs connected to the database it acts on)."""
-    engine = create_async_engine(
+    engine = _engine(
         _database_url(server_url, "postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
     )
     try:
@@ -126,8 +136,15 @@ async def _create_template(server_url: str, setup: TemplateSetup | None) -> str:
     async with _maintenance(server_url) as connection:
         await connection.execute(text(f"CREATE DATABASE {name}"))
     try:
+        url = _database_url(server_url, name)
         if setup is not None:
-            await setup(_database_url(server_url, name))
+            await setup(url)
+        engine = _engine(url, poolclass=NullPool)
+        try:
+            async with engine.begin() as connection:
+                await create_own_tables(connection)
+        finally:
+            await engine.dispose()
         async with _maintenance(server_url) as connection:
             await connection.execute(_DISCONNECT, {"curate_database": name})
     except BaseException:
@@ -189,12 +206,14 @@ if importlib.util.find_spec("pytest_asyncio") is not None:  # the async fixtures
 
     @pytest_asyncio.fixture
     async def curate_schema(curate_database_url: str) -> AsyncIterator[str]:
-        """A fresh schema in the server's test database, dropped afterwards."""
+        """A fresh schema in the server's test database, with curate's own tables, dropped
+        afterwards."""
         name = f"t_{uuid.uuid4().hex[:12]}"
-        engine = create_async_engine(curate_database_url)
+        engine = _engine(curate_database_url)
         try:
             async with engine.begin() as conn:
                 await conn.execute(text(f"CREATE SCHEMA {name}"))
+                await create_own_tables(conn, name)
             yield name
             async with engine.begin() as conn:
                 await conn.execute(text(f"DROP SCHEMA {name} CASCADE"))

@@ -16,7 +16,7 @@ from loguru import logger
 from curate.clock import clock
 from curate.db import Database
 from curate.engine.config import RunConfig
-from curate.engine.context import RunContext, RunResult
+from curate.engine.context import RunContext, RunResult, ServiceFunction
 from curate.engine.error_text import format_error
 from curate.engine.hooks import ErrorHook, ItemHook, Observer
 from curate.engine.loop import run_workflow
@@ -135,14 +135,20 @@ class Runtime:
         (None: from its settings); a copy, for `curate.testing` to run them all."""
         return dict(self._registered)
 
-    async def context(self, workflow: Workflow, config: RunConfig | None = None) -> RunContext:
-        """What a run (or the rescuer) of ``workflow`` needs, on the running loop's engine."""
+    async def context(
+        self,
+        workflow: Workflow,
+        config: RunConfig | None = None,
+        service: ServiceFunction | None = None,
+    ) -> RunContext:
+        """What a run (or the rescuer) of ``workflow`` needs, on the running loop's engine;
+        ``service`` stands in for the workflow's own for this run."""
         return RunContext(
             name=workflow.name,
             binding=workflow.binding,
             statements=workflow.statements,
             config=config or workflow.run_config(self.workflow_settings(workflow)),
-            service=workflow.service,
+            service=service or workflow.service,
             sessionmaker=await self.database.sessionmaker(),
             worker_id=self.settings.worker_id,
             item_hooks=(*self.item_hooks, *workflow.item_hooks),
@@ -150,14 +156,22 @@ class Runtime:
             observers=tuple(self.observers),
         )
 
-    async def run(self, workflow: Workflow, config: RunConfig | None = None) -> RunResult:
+    async def run(
+        self,
+        workflow: Workflow,
+        config: RunConfig | None = None,
+        service: ServiceFunction | None = None,
+    ) -> RunResult:
         """One run of ``workflow``; shutdown waits for it (see `stop_runs`).
+
+        ``service`` runs the items instead of the workflow's own (the seed entry passes the
+        bound method it was called with, without a workflow per service object).
 
         A wake-up (NOTIFY) that arrives while the run is going makes it claim again
         before it returns, so no queued row waits for the next poll.
         """
         self.register(workflow, config)
-        ctx = await self.context(workflow, config)
+        ctx = await self.context(workflow, config, service)
         task = asyncio.current_task()
         stop = asyncio.Event()
         if self.stopping:
@@ -221,7 +235,7 @@ class Runtime:
 
     def begin_pickup(self) -> None:
         """Listen for NOTIFY on every registered workflow's channel (instant pick-up)."""
-        self.pickup.listen(self.database.url, list(self._registered))
+        self.pickup.listen(self.database.asyncpg_arguments, list(self._registered))
 
     @property
     def notifier(self) -> Notifier | None:
@@ -253,15 +267,19 @@ class Runtime:
         """Close connections and let go of the embedded server (app shutdown)."""
         await self.database.close()
 
+    def stop_claiming(self) -> None:
+        """Let no run claim again, from now on (the first, synchronous step of a shutdown)."""
+        self.stopping = True
+        for stop in self._stops:
+            stop.set()
+
     async def stop_runs(self, grace_seconds: float) -> bool:
         """Stop claiming, let running runs finish, cancel what is left after the grace period.
 
         Cancelled items are recorded as retries (back to Queued), not as errors. Returns
         True if every run finished within the grace period.
         """
-        self.stopping = True
-        for stop in self._stops:
-            stop.set()
+        self.stop_claiming()
         running = [task for task in self._active if not task.done()]
         if not running:
             return True

@@ -18,8 +18,10 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
+from curate.db.connect_args import settings_connect_args, url_connect_args
 from curate.errors import ConfigurationError
 
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
@@ -53,11 +55,18 @@ class CurateSettings(BaseSettings):
     database_schema: str | None = Field(
         default=None, description="schema put first on the search_path of every connection"
     )
+    database_connect_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="asyncpg connection arguments (a JSON object); win over the URL's query",
+    )
     pool_size: int = Field(default=10, ge=1, le=1000)
     worker_id: str = Field(default_factory=default_worker_id, min_length=1, max_length=200)
     log_level: LogLevel = "INFO"
     log_json: bool = Field(
         default=False, description="log one JSON object per line (loguru's serialize=True)"
+    )
+    log_to_logging: bool = Field(
+        default=False, description="also hand curate's log records to standard logging"
     )
     embedded_data_dir: Path = Field(default_factory=default_embedded_data_dir)
     rescue_interval_seconds: float = Field(default=15.0, gt=0, le=86_400)
@@ -76,7 +85,9 @@ class CurateSettings(BaseSettings):
         value = value.strip()
         for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
             if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value[len(prefix) :]
+                value = "postgresql+asyncpg://" + value[len(prefix) :]
+                url_connect_args(value)  # its query parameters: known, of the right type
+                return value
         raise ValueError(
             "must start with postgresql+asyncpg:// or postgresql:// (curate runs on asyncpg)"
         )
@@ -86,6 +97,12 @@ class CurateSettings(BaseSettings):
     def _schema_identifier(cls, value: str | None) -> str | None:
         if value is not None and not _IDENTIFIER.match(value):
             raise ValueError("must be a lower-case SQL identifier (letters, digits, _)")
+        return value
+
+    @field_validator("database_connect_args")
+    @classmethod
+    def _known_connect_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        settings_connect_args(value)
         return value
 
     @field_validator("log_level", mode="before")
@@ -98,6 +115,8 @@ class CurateSettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise _configuration_error(exc, "CURATE_") from None
+        except SettingsError as exc:  # a JSON setting (CURATE_DATABASE_CONNECT_ARGS) is not JSON
+            raise ConfigurationError(f"invalid settings:\n  {exc}: {exc.__cause__}") from None
 
 
 class WorkflowSettings(BaseSettings):
@@ -164,6 +183,10 @@ def _configuration_error(exc: ValidationError, prefix: str) -> ConfigurationErro
     """Turn pydantic's report into one line per variable: name, value, what is allowed."""
     lines = []
     for error in exc.errors():
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, ConfigurationError):  # names the variable, hides any password
+            lines.append(str(cause))
+            continue
         field = "_".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if not field:  # a rule across several settings: the message names them

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.clock import clock
 from curate.columns import ColumnNames, ProcessingStatus
-from curate.engine.binding import LockKey, Statuses, TableBinding
+from curate.engine.binding import ClaimFilter, LockKey, Statuses, TableBinding
 from curate.engine.config import RetryPolicy, RunConfig
 from curate.engine.context import RunResult, ServiceFunction
 from curate.engine.hooks import ItemHook
@@ -57,6 +57,7 @@ class Workflow:
         columns: ColumnNames | None = None,
         order_by: OrderBy = None,
         lock_key: LockKey = None,
+        where: ClaimFilter = None,
         item_hooks: Sequence[ItemHook] = (),
         outcomes: Literal["per_item", "batched"] = "per_item",
         batch_size: int | None = None,
@@ -83,6 +84,7 @@ class Workflow:
         self.columns = columns or ColumnNames.for_prefix(name)
         self.order_by = order_by
         self.lock_key = lock_key
+        self.where = where
         self.item_hooks = tuple(item_hooks)
         if outcomes not in ("per_item", "batched"):
             raise ConfigurationError(
@@ -124,7 +126,7 @@ class Workflow:
     def binding(self) -> TableBinding:
         """The table and columns, checked on first use (a missing column raises here)."""
         return TableBinding.resolve(
-            self.model, self.columns, self.statuses, self.order_by, self.lock_key
+            self.model, self.columns, self.statuses, self.order_by, self.lock_key, self.where
         )
 
     @cached_property

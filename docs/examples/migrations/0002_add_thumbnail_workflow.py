@@ -1,10 +1,15 @@
-"""add the thumbnail workflow to photos
+"""add the thumbnail workflow to photos, and curate's own tables
 
 Revision ID: 0002_add_thumbnail_workflow
 Revises: 0001_create_photos
 """
 
-from curate.migrations import add_workflow_columns, drop_workflow_columns
+from curate.migrations import (
+    add_workflow_columns,
+    create_curate_tables,
+    drop_curate_tables,
+    drop_workflow_columns,
+)
 
 revision = "0002_add_thumbnail_workflow"
 down_revision = "0001_create_photos"
@@ -15,7 +20,10 @@ depends_on = None
 def upgrade() -> None:
     # The thumbnail_status enum type, the six thumbnail_* columns, the partial index.
     add_workflow_columns("photos", "thumbnail")
+    # Once per project: the tables of pause, rate limits and periodic jobs.
+    create_curate_tables()
 
 
 def downgrade() -> None:
+    drop_curate_tables()
     drop_workflow_columns("photos", "thumbnail")

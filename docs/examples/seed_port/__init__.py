@@ -1,1 +1,1 @@
-"""A scheduler written to the seed convention, ported to curate by changing one import."""
+"""Scheduler modules written to the seed convention, ported to curate by changing one import."""

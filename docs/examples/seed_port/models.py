@@ -1,9 +1,10 @@
-"""A seed-style table: an id, a status column and an error column, nothing of curate's."""
+"""The app's models, as the seed codebase has them: statuses per workflow, its own enums."""
 
 import enum
 import uuid
+from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Text
+from sqlalchemy import DateTime, Enum, ForeignKey, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -18,6 +19,15 @@ class SitemapImportProcessStatus(enum.Enum):
     Error = "Error"
 
 
+class PageCurationStatus(enum.Enum):
+    """This workflow spells its final status ``Completed``, as several of the seed's do."""
+
+    Queued = "Queued"
+    Processing = "Processing"
+    Completed = "Completed"
+    Error = "Error"
+
+
 class SitemapFile(Base):
     __tablename__ = "sitemap_files"
 
@@ -27,11 +37,22 @@ class SitemapFile(Base):
         Enum(SitemapImportProcessStatus, name="sitemap_import_process_status")
     )
     sitemap_import_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
 
 
 class Page(Base):
     __tablename__ = "pages"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     sitemap_file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sitemap_files.id"))
     url: Mapped[str] = mapped_column(Text)
+    contact_email: Mapped[str | None] = mapped_column(Text)
+    page_curation_status: Mapped[PageCurationStatus | None] = mapped_column(
+        Enum(PageCurationStatus, name="page_curation_status")
+    )
+    page_curation_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )

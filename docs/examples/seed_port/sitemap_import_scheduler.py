@@ -1,19 +1,21 @@
-"""The seed's scheduler module after the port: `run_job_loop` now comes from curate."""
+"""The seed's scheduler module after the port: only the run_job_loop import changed."""
 
-from curate import run_job_loop  # was: from src.common.curation_sdk.scheduler_loop import ...
-from curate.scheduling import add_interval_job
+import logging
+
+from curate import run_job_loop  # was: from src.common.curation_sdk.scheduler_loop import …
+from sqlalchemy import asc
 
 from seed_port.models import SitemapFile, SitemapImportProcessStatus
-from seed_port.sitemap_import_service import process_single_sitemap_file
+from seed_port.scheduler_instance import scheduler
+from seed_port.settings import settings
+from seed_port.sitemap_import_service import SitemapImportService
 
-# The app's own settings, as before the port.
-SITEMAP_IMPORT_SCHEDULER_INTERVAL_SECONDS = 20
-SITEMAP_IMPORT_SCHEDULER_BATCH_SIZE = 10
-SITEMAP_IMPORT_SCHEDULER_MAX_INSTANCES = 1
+logger = logging.getLogger(__name__)
 
 
 async def process_pending_sitemap_imports() -> None:
     """Job function to process sitemap files queued for URL extraction/import."""
+    service = SitemapImportService()
     await run_job_loop(
         model=SitemapFile,
         status_enum=SitemapImportProcessStatus,
@@ -21,18 +23,25 @@ async def process_pending_sitemap_imports() -> None:
         processing_status=SitemapImportProcessStatus.Processing,
         completed_status=SitemapImportProcessStatus.Complete,
         failed_status=SitemapImportProcessStatus.Error,
-        processing_function=process_single_sitemap_file,
-        batch_size=SITEMAP_IMPORT_SCHEDULER_BATCH_SIZE,
+        processing_function=service.process_single_sitemap_file,
+        batch_size=settings.SITEMAP_IMPORT_SCHEDULER_BATCH_SIZE,
+        order_by_column=asc(SitemapFile.updated_at),
         status_field_name="sitemap_import_status",
         error_field_name="sitemap_import_error",
     )
 
 
 def setup_sitemap_import_scheduler() -> None:
-    """Adds the sitemap import processing job to the shared scheduler (curate's)."""
-    add_interval_job(
+    """Adds the sitemap import processing job to the shared scheduler."""
+    job_id = "process_sitemap_imports"
+    scheduler.add_job(
         process_pending_sitemap_imports,
-        job_id="process_pending_sitemap_imports",
-        interval_seconds=SITEMAP_IMPORT_SCHEDULER_INTERVAL_SECONDS,
-        max_instances=SITEMAP_IMPORT_SCHEDULER_MAX_INSTANCES,
+        trigger="interval",
+        minutes=settings.SITEMAP_IMPORT_SCHEDULER_INTERVAL_MINUTES,
+        id=job_id,
+        name="Process Pending Sitemap Imports",
+        replace_existing=True,
+        max_instances=settings.SITEMAP_IMPORT_SCHEDULER_MAX_INSTANCES,
+        misfire_grace_time=1800,  # 30 minutes
     )
+    logger.info("Added/Updated job '%s' on shared scheduler.", job_id)

@@ -1,50 +1,41 @@
-"""Three ways a seed-style service may handle the session it is given; all work."""
+"""A service shaped like the seed's: a class, a method per item, its own commits and status."""
 
+import logging
 import uuid
 from xml.etree import ElementTree
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from seed_port.models import Page, SitemapFile, SitemapImportProcessStatus
+from seed_port.models import Page, PageCurationStatus, SitemapFile, SitemapImportProcessStatus
+
+logger = logging.getLogger(__name__)
 
 NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 
 
-def page_urls(content: str) -> list[str]:
-    """The <loc> of every <url>; malformed XML raises ElementTree.ParseError."""
-    root = ElementTree.fromstring(content)
-    return [loc.text or "" for loc in root.iter(f"{NS}loc")]
-
-
-async def process_single_sitemap_file(sitemap_file_id: uuid.UUID, session: AsyncSession) -> None:
-    """1. Leave the commit to curate: the pages and Complete commit together."""
-    sitemap_file = await session.get(SitemapFile, sitemap_file_id)
-    assert sitemap_file is not None
-    for url in page_urls(sitemap_file.content):
-        session.add(Page(sitemap_file_id=sitemap_file.id, url=url))
-
-
-async def process_single_sitemap_file_in_transaction(
-    sitemap_file_id: uuid.UUID, session: AsyncSession
-) -> None:
-    """2. Open its own transaction: the pages commit first, Complete just after."""
-    async with session.begin():
+class SitemapImportService:
+    async def process_single_sitemap_file(
+        self, sitemap_file_id: uuid.UUID, session: AsyncSession
+    ) -> None:
+        """Adds a page, queued for curation, per <loc>; sets the file's final status."""
         sitemap_file = await session.get(SitemapFile, sitemap_file_id)
-        assert sitemap_file is not None
-        for url in page_urls(sitemap_file.content):
-            session.add(Page(sitemap_file_id=sitemap_file.id, url=url))
-
-
-async def process_single_sitemap_file_committing(
-    sitemap_file_id: uuid.UUID, session: AsyncSession
-) -> None:
-    """3. Commit itself, here setting a final status of its own, which curate keeps."""
-    sitemap_file = await session.get(SitemapFile, sitemap_file_id)
-    assert sitemap_file is not None
-    urls = page_urls(sitemap_file.content)
-    if not urls:
-        sitemap_file.sitemap_import_status = SitemapImportProcessStatus.Error
-        sitemap_file.sitemap_import_error = "the sitemap lists no pages"
-    for url in urls:
-        session.add(Page(sitemap_file_id=sitemap_file.id, url=url))
-    await session.commit()
+        if sitemap_file is None:
+            logger.error("SitemapFile %s not found", sitemap_file_id)
+            return
+        try:
+            root = ElementTree.fromstring(sitemap_file.content)
+        except ElementTree.ParseError as e:  # handled: recorded, not raised
+            sitemap_file.sitemap_import_status = SitemapImportProcessStatus.Error
+            sitemap_file.sitemap_import_error = f"Malformed sitemap: {e}"[:1024]
+            await session.commit()
+            return
+        for loc in root.iter(f"{NS}loc"):
+            session.add(
+                Page(
+                    sitemap_file_id=sitemap_file.id,
+                    url=loc.text or "",
+                    page_curation_status=PageCurationStatus.Queued,
+                )
+            )
+        sitemap_file.sitemap_import_status = SitemapImportProcessStatus.Complete
+        await session.commit()

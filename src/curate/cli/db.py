@@ -2,7 +2,9 @@
 
 Running Alembic itself (rather than on a connection of curate's) keeps any ``env.py``
 working: curate's two-line one (`curate.alembic_env`) and a hand-written one alike. The
-command runs in a thread because an ``env.py`` may start its own event loop.
+command runs in a thread because an ``env.py`` may start its own event loop. ``upgrade``
+then makes sure curate's own tables exist, so a project whose migrations do not create
+them (`curate.migrations.create_curate_tables`) gets them all the same.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import asyncio
 import io
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import click
 from alembic import command
@@ -21,7 +24,10 @@ from alembic.util import CommandError
 
 import curate
 from curate.cli.common import UsageProblem, load_settings, run, safe_url
+from curate.db import Database
+from curate.db.own_tables import create_own_tables
 from curate.project import Project
+from curate.sql.own_tables import TABLES
 
 
 def _config() -> Config:
@@ -42,8 +48,9 @@ def _config() -> Config:
     return Config(str(ini), stdout=io.StringIO())
 
 
-def _alembic(*steps: Callable[[Config], None]) -> tuple[Config, str]:
-    """Run ``steps`` on the project's Alembic config; the config and the database's name."""
+def _project() -> tuple[Config, curate.CurateSettings, str]:
+    """The project's Alembic config, the settings of the database it migrates, and that
+    database's name."""
     settings = load_settings()
     curate.configure_logging(settings.log_level)
     config = _config()
@@ -53,6 +60,11 @@ def _alembic(*steps: Callable[[Config], None]) -> tuple[Config, str]:
     where = safe_url(settings.database_url)
     if settings.database_schema:
         where += f" (schema {settings.database_schema})"
+    return config, settings, where
+
+
+def _steps(config: Config, *steps: Callable[[Config], None]) -> Coroutine[Any, Any, None]:
+    """Run ``steps`` on ``config`` in order, in a thread."""
 
     def in_order() -> None:
         try:
@@ -61,11 +73,34 @@ def _alembic(*steps: Callable[[Config], None]) -> tuple[Config, str]:
         except (CommandError, RevisionError) as error:
             raise UsageProblem(str(error)) from None
 
-    async def in_thread() -> None:
-        await asyncio.to_thread(in_order)
+    return asyncio.to_thread(in_order)
 
-    run(in_thread(), settings)
+
+def _alembic(*steps: Callable[[Config], None]) -> tuple[Config, str]:
+    """Run ``steps`` on the project's Alembic config; the config and the database's name."""
+    config, settings, where = _project()
+    run(_steps(config, *steps), settings)
     return config, where
+
+
+async def _upgrade(config: Config, settings: curate.CurateSettings, revision: str) -> list[str]:
+    """Run the migrations up to ``revision``, then create curate's tables where missing
+    (in the configured schema); the names of those created."""
+    await _steps(config, lambda c: command.upgrade(c, revision), command.current)
+    database = Database(settings)
+    try:
+        async with (await database.engine()).begin() as connection:
+            return await create_own_tables(connection, settings.database_schema)
+    finally:
+        await database.close()
+
+
+def _own_tables_line(created: list[str]) -> str:
+    """What `upgrade` did about curate's tables, in words."""
+    there = [name for name in TABLES if name not in created]
+    done = [f"created {', '.join(created)}"] if created else []
+    done += [f"{', '.join(there)} already there"] if there else []
+    return f"curate's tables: {'; '.join(done)}"
 
 
 def _current_revision(config: Config) -> str:
@@ -100,15 +135,19 @@ def db() -> None:
 def upgrade(revision: str) -> None:
     """Upgrade the database to REVISION (default: head).
 
+    Then it creates curate's own tables (curate_workflow_controls,
+    curate_periodic_runs) where they are missing, in CURATE_DATABASE_SCHEMA, and says
+    so. Run it with a role that may create tables: the app's role then needs none.
+
     \b
     Examples:
       curate db upgrade
       curate db upgrade 0002_add_thumbnail_workflow
     """
-    config, where = _alembic(
-        lambda config: command.upgrade(config, revision), lambda config: command.current(config)
-    )
+    config, settings, where = _project()
+    created = run(_upgrade(config, settings, revision), settings)
     click.echo(f"{where}: now at {_current_revision(config)}")
+    click.echo(f"{where}: {_own_tables_line(created)}")
 
 
 @db.command(context_settings={"ignore_unknown_options": True})

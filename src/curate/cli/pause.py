@@ -2,7 +2,8 @@
 
 The flag lives in the database (``curate_workflow_controls``), so no worker needs a
 restart: each one checks it before every claim. Resuming also sends the workflow's NOTIFY,
-so listening workers start on the queue at once.
+so listening workers start on the queue at once. Without that table (a migration makes
+it) both refuse, exit 2, saying how to create it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def pause(name: str, app: str | None, reason: str | None) -> None:
     Every worker, app replica or `curate run` process sees the pause at its next claim,
     without a restart; runs in progress stop claiming, and items already running
     finish. Rows can still be queued meanwhile. Pausing a paused workflow changes
-    nothing (it keeps its first reason).
+    nothing (it keeps its first reason). The flag is kept in curate's table
+    curate_workflow_controls, which `curate db upgrade` creates.
 
     \b
     Examples:

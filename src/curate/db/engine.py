@@ -8,7 +8,7 @@ loops one after another (each `asyncio.run`, pytest-asyncio's loop per test), so
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from sqlalchemy.ext.asyncio import (
@@ -18,8 +18,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from curate.db.connect_args import ConnectArgs, connect_args
 from curate.db.embedded import EmbeddedPostgres, start_embedded_postgres
-from curate.settings import CurateSettings
+
+if TYPE_CHECKING:  # at run time, curate.settings imports curate.db.connect_args
+    from curate.settings import CurateSettings
 
 
 class Database:
@@ -47,15 +50,16 @@ class Database:
         engine = self._engines.get(loop)
         if engine is None:
             await self._forget_closed_loops()
+            target = await self.connect_args()
             engine = create_async_engine(
-                await self.url(),
+                target.url,
                 pool_size=self.settings.pool_size,
                 max_overflow=self.settings.pool_size,
                 # No pre-ping: asyncpg's costs three round trips per checkout (a third of
                 # an item's time). A connection found dead by a statement is a disconnect
                 # error: SQLAlchemy then replaces every pooled connection older than it,
                 # and curate retries the statement (curate.engine.backoff).
-                connect_args=self._connect_args(),
+                connect_args=target.arguments,
             )
             self._engines[loop] = engine
             self._sessionmakers[loop] = async_sessionmaker(engine, expire_on_commit=False)
@@ -86,11 +90,18 @@ class Database:
             self._embedded = None
             self._url = self.settings.database_url
 
-    def _connect_args(self) -> dict[str, Any]:
+    async def connect_args(self) -> ConnectArgs:
+        """The URL without asyncpg's query parameters, and asyncpg's arguments: the URL's,
+        ``database_connect_args`` over them, curate's ``server_settings`` under theirs."""
         server_settings = {"application_name": f"curate {self.settings.worker_id}"[:63]}
         if self.settings.database_schema:
             server_settings["search_path"] = f"{self.settings.database_schema},public"
-        return {"server_settings": server_settings}
+        return connect_args(await self.url(), self.settings.database_connect_args, server_settings)
+
+    async def asyncpg_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of ``asyncpg.connect`` for a connection outside the engine's
+        pool (the LISTEN connection), opened as the engine opens its own."""
+        return (await self.connect_args()).for_asyncpg()
 
     async def _forget_closed_loops(self) -> None:
         for loop in [loop for loop in self._engines if loop.is_closed()]:

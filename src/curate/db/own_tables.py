@@ -1,36 +1,84 @@
-"""curate's own tables (periodic runs, workflow controls), created on first use.
+"""curate's own tables as the app sees them: whether they exist, and creating them where no
+migration runs (``curate db upgrade`` after the app's migrations, the test fixtures).
 
-Apps keep their domain tables in their own migrations; the few tables curate needs for
-itself are created by curate when a feature first needs them, in the configured schema,
-so a new replica or a fresh test database needs no extra step. Several replicas starting
-at once take a transaction-level advisory lock, so only one creates a table.
+The app's role may read and write rows without being allowed to create tables (the
+default for non-owners of ``public`` since PostgreSQL 15, and on many managed services),
+so curate never creates its tables as it runs: the features that need a missing table
+say so, with the command that creates it, and what can run without it runs.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import Engine, TextClause, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-_CREATE_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:curate_key))")
+from curate.sql import own_tables as sql
 
-_ensured: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
-"""Per engine (each with its own search_path), the features whose tables it has ensured."""
+HOW_TO_CREATE = (
+    "create curate's tables with `curate db upgrade`,"
+    " or curate.migrations.create_curate_tables() in a migration"
+)
 
 
-async def ensure_tables(engine: AsyncEngine, key: str, ddl: Sequence[TextClause]) -> None:
-    """Run ``ddl`` (``CREATE … IF NOT EXISTS`` statements) under an advisory lock, once
-    per engine: later calls cost nothing, so callers on a hot path may call it each time.
+@dataclass(frozen=True)
+class MissingTable:
+    """A table of curate's not found on an engine's search_path."""
 
-    ``key`` names the feature (it picks the lock); the statements must be idempotent.
+    table: str
+    schema: str
+    """The first schema of the search_path: where the table belongs."""
+    first_look: bool
+    """This is the first look on the engine that found it missing: the time to say so."""
+
+    def __str__(self) -> str:
+        return f"curate's table {self.table} does not exist in schema {self.schema}"
+
+
+_answers: weakref.WeakKeyDictionary[Engine, dict[str, MissingTable | None]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per engine (each with its own search_path), the last answer for each table."""
+
+
+async def missing_table(engine: AsyncEngine, table: str) -> MissingTable | None:
+    """None when ``table`` exists on ``engine``'s search_path; else where it is missing.
+
+    A table found is not asked about again for the engine's life, so a caller on a hot path
+    may call this each time; a missing one is asked about again each time (one cheap
+    statement), so tables a migration creates while the app runs are used at once.
     """
-    done = _ensured.setdefault(engine.sync_engine, set())
-    if key in done:
-        return
-    async with engine.begin() as connection:
-        await connection.execute(_CREATE_LOCK, {"curate_key": f"curate.own_tables.{key}"})
-        for statement in ddl:
-            await connection.execute(statement)
-    done.add(key)
+    answers = _answers.setdefault(engine.sync_engine, {})
+    if table in answers and answers[table] is None:
+        return None
+    async with engine.connect() as connection:
+        if await connection.scalar(sql.TABLE_EXISTS, sql.table_exists_params(table)):
+            answers[table] = None
+            return None
+        schema = await connection.scalar(sql.CURRENT_SCHEMA)
+    missing = MissingTable(table, str(schema), first_look=table not in answers)
+    answers[table] = missing
+    return missing
+
+
+def seen_missing(engine: AsyncEngine, table: str) -> bool:
+    """Whether the last `missing_table` of ``table`` on ``engine`` found it missing; asks
+    nothing, so a statement that reads the table can be chosen without a round trip."""
+    return _answers.get(engine.sync_engine, {}).get(table) is not None
+
+
+async def create_own_tables(connection: AsyncConnection, schema: str | None = None) -> list[str]:
+    """Create curate's tables in ``schema`` (default: the first of the search_path) where
+    they are missing, in the connection's transaction; the names of those it created."""
+    schema = schema or await connection.scalar(sql.CURRENT_SCHEMA)
+    await connection.execute(sql.CREATE_LOCK)
+    created = [
+        name
+        for name in sql.TABLES
+        if not await connection.scalar(sql.TABLE_EXISTS, sql.table_exists_params(name, schema))
+    ]
+    for statement in sql.create(schema):
+        await connection.execute(statement)
+    return created

@@ -11,10 +11,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Table
+from sqlalchemy import Boolean, Column, ColumnElement, Table
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import visitors
+from sqlalchemy.sql.sqltypes import NullType
 
 from curate.columns import ColumnNames
 from curate.engine.ordering import OrderBy, OrderSpec, order_spec
@@ -22,6 +23,10 @@ from curate.errors import ConfigurationError
 
 LockKey = str | InstrumentedAttribute[Any] | ColumnElement[Any] | None
 """A column name, a mapped attribute, or an SQL expression over the table's columns."""
+
+ClaimFilter = ColumnElement[bool] | None
+"""A boolean SQL expression over the table's columns: only rows matching it are claimed
+(``Contact.next_retry_at <= func.now()``)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class TableBinding:
     statuses: Statuses
     lock_key: ColumnElement[Any] | None = None
     """Rows with equal keys run one at a time, in queue order (see `Workflow`)."""
+    where: ColumnElement[bool] | None = None
+    """The workflow's extra claim condition: rows not matching it are not its to claim."""
 
     @property
     def can_retry(self) -> bool:
@@ -99,6 +106,7 @@ class TableBinding:
         statuses: Statuses,
         order_by: OrderBy = None,
         lock_key: LockKey = None,
+        where: ClaimFilter = None,
     ) -> TableBinding:
         table = table_of(model)
         primary_key = list(table.primary_key.columns)
@@ -137,6 +145,7 @@ class TableBinding:
             order=order,
             statuses=statuses,
             lock_key=_lock_expression(table, lock_key) if lock_key is not None else None,
+            where=_claim_filter(table, where) if where is not None else None,
         )
 
 
@@ -171,3 +180,23 @@ def _lock_expression(table: Table, lock_key: LockKey) -> ColumnElement[Any]:
             f" it may only use columns of {table.name!r}"
         )
     return expression
+
+
+def _claim_filter(table: Table, where: Any) -> ColumnElement[bool]:
+    """``where`` as a boolean expression over ``table``; anything else is refused.
+
+    It may hold sub-selects of other tables (``Model.site_id.in_(select(…))``), but it
+    must not add a table to the claim's FROM.
+    """
+    if not isinstance(where, ColumnElement) or not isinstance(where.type, Boolean | NullType):
+        raise ConfigurationError(
+            f"where={where!r} is not a boolean SQL expression; pass a condition on the"
+            f" columns of {table.name!r}, e.g. Model.next_retry_at <= func.now()"
+        )
+    foreign = {getattr(f, "name", str(f)) for f in where._from_objects if f is not table}
+    if foreign:
+        raise ConfigurationError(
+            f"where={where!s} uses columns of {sorted(foreign)}; it may only use columns"
+            f" of {table.name!r} (other tables through a sub-select)"
+        )
+    return where

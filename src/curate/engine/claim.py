@@ -4,6 +4,10 @@ Every claim stamps its rows with a token of its own (the worker id and a random 
 ``claimed_by``. Outcomes, renewals and releases are fenced on that token, so a later claim
 of the same row — even by the same worker, even after a requeue reset the attempt count —
 never passes for an earlier one.
+
+The claim checks the pause flag in ``curate_workflow_controls``; on a database without
+that table (`curate.engine.controls.admit`, which runs before every claim, found it
+missing) it claims with the statement that does not read it.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from curate.clock import clock
+from curate.db.own_tables import seen_missing
 from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.context import ClaimedItem, RunContext
+from curate.sql import controls
 
 CLAIM_RETRY_DELAYS_SECONDS = (0.25, 1.0)
 """A claim is retried briefly: nothing is held yet, and the next run tries again anyway."""
@@ -65,16 +71,21 @@ async def _claim(ctx: RunContext, limit: int, token: str) -> list[ClaimedItem]:
         timedelta(seconds=ctx.config.lease_seconds),
         clock.now_override(),
     )
+    statement = ctx.statements.claim
+    if seen_missing(ctx.engine, controls.TABLE):
+        statement = ctx.statements.claim_without_controls
     rows: list[Any]
     if ctx.binding.lock_key is None:
         # One statement, so it runs as its own transaction (no BEGIN/COMMIT round trips).
-        rows = await ctx.execute_alone(ctx.statements.claim, params)
+        rows = await ctx.execute_alone(statement, params)
     else:
-        rows = await _claim_one_at_a_time(ctx, params)
+        rows = await _claim_one_at_a_time(ctx, statement, params)
     return [ClaimedItem(id=row.id, attempt=row.attempt, claim=token) for row in rows]
 
 
-async def _claim_one_at_a_time(ctx: RunContext, params: dict[str, Any]) -> list[Any]:
+async def _claim_one_at_a_time(
+    ctx: RunContext, statement: Select[Any], params: dict[str, Any]
+) -> list[Any]:
     """The claim of a workflow with a lock key, after every earlier claim of it committed.
 
     The claim decides that a key is free from its statement's snapshot. Two claims
@@ -86,7 +97,7 @@ async def _claim_one_at_a_time(ctx: RunContext, params: dict[str, Any]) -> list[
     """
     async with ctx.sessionmaker() as session, session.begin():
         await session.execute(select(func.pg_advisory_xact_lock(ctx.binding.advisory_key("claim"))))
-        return list((await session.execute(ctx.statements.claim, params)).all())
+        return list((await session.execute(statement, params)).all())
 
 
 async def _claimed_with(ctx: RunContext, token: str) -> list[ClaimedItem]:

@@ -8,6 +8,10 @@ reads the pause flag and takes
 tokens from a token bucket (refilled at ``rate`` a second, holding at most `burst` tokens)
 atomically, so concurrent workers never share a token. A claim takes only what it was
 granted; with nothing granted it waits for the next token, as long as the run may.
+
+Without the table (no migration created it yet) nothing can be paused, so a workflow
+claims as if running, with a warning; a rate-limited one claims nothing, with an error
+each run: running unlimited could flood what its limit protects.
 """
 
 from __future__ import annotations
@@ -18,9 +22,8 @@ import math
 import time
 
 from loguru import logger
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from curate.db.own_tables import ensure_tables
+from curate.db.own_tables import HOW_TO_CREATE, MissingTable, missing_table
 from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.context import RunContext, RunResult
 from curate.engine.error_text import format_error
@@ -35,22 +38,25 @@ def burst(rate: float) -> float:
     return max(1.0, rate)
 
 
-async def ensure_controls_table(engine: AsyncEngine) -> None:
-    """Create the controls table on first use (once per engine, see `ensure_tables`)."""
-    await ensure_tables(engine, "controls", [sql.CREATE])
-
-
 async def admit(
     ctx: RunContext, wanted: int, stop: asyncio.Event, deadline: float, result: RunResult
 ) -> int:
     """How many items the next claim may take: ``wanted``, fewer under the rate limit, 0
     when the workflow is paused, when ``stop`` is set or when the next token would come
     after ``deadline`` (``time.monotonic()``). Waits for a token, never past those.
+    Without the controls table: ``wanted``, or 0 under a rate limit (`_without_controls`).
 
     If the controls cannot be read the run claims nothing (a pause must hold): the error
     goes to ``result`` and the log, and the next run asks again.
     """
     try:
+        missing = await retry_on_connection_loss(
+            lambda: missing_table(ctx.engine, sql.TABLE),
+            "looking for the controls",
+            delays=ASK_RETRY_DELAYS_SECONDS,
+        )
+        if missing is not None:
+            return _without_controls(ctx, wanted, missing, result)
         while not stop.is_set():
             granted, wait = await retry_on_connection_loss(
                 lambda: _ask(ctx, wanted), "reading the controls", delays=ASK_RETRY_DELAYS_SECONDS
@@ -74,10 +80,29 @@ async def admit(
     return 0
 
 
+def _without_controls(
+    ctx: RunContext, wanted: int, missing: MissingTable, result: RunResult
+) -> int:
+    """How many items a claim may take without the controls table: ``wanted`` (the claim
+    then has no pause check, see `curate.engine.claim`), none under a rate limit."""
+    if ctx.config.rate_limit is not None:
+        message = (
+            f"{missing}, and the rate limit of workflow {ctx.name} needs it: not claiming"
+            f" until it exists; {HOW_TO_CREATE}"
+        )
+        result.errors.append(message)
+        logger.error(message)
+        return 0
+    if missing.first_look:
+        logger.warning(
+            "{}: pause and rate limits are unavailable until it does; {}", missing, HOW_TO_CREATE
+        )
+    return wanted
+
+
 async def _ask(ctx: RunContext, wanted: int) -> tuple[int, float | None]:
     """Items granted, and when none, seconds until the next token (None: paused)."""
     rate = ctx.config.rate_limit
-    await ensure_controls_table(ctx.engine)
     if rate is None:  # the claim checks the pause flag itself
         return wanted, None
     size = burst(rate)

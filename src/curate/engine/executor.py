@@ -10,6 +10,7 @@ grace period) propagates, after the item is put back to Queued as a retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from loguru import logger
@@ -65,7 +66,7 @@ async def _execute(
         except BaseException as error:
             await _discard(session)
             if _run_is_cancelled(error):
-                await record_interrupted(ctx, item)
+                await _record_interrupted_despite_cancellation(ctx, item)
                 raise
             outcome = await record_failure(ctx, item, error)
             failure = error
@@ -90,6 +91,16 @@ async def _call_service(ctx: RunContext, item: ClaimedItem, session: AsyncSessio
                 f"the service did not finish within {ctx.config.timeout_seconds:g} s"
             ) from error
         raise
+
+
+async def _record_interrupted_despite_cancellation(ctx: RunContext, item: ClaimedItem) -> None:
+    """Put the item back to Queued even if we are cancelled again meanwhile: the run's
+    TaskGroup, or an event loop that is ending (``asyncio.run`` cancels what is left),
+    would otherwise cut the write off and leave the row Processing."""
+    recording = asyncio.ensure_future(record_interrupted(ctx, item))
+    while not recording.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(recording)
 
 
 def _run_is_cancelled(error: BaseException) -> bool:

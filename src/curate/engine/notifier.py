@@ -17,7 +17,6 @@ from typing import Any
 
 import asyncpg
 from loguru import logger
-from sqlalchemy.engine import make_url
 
 from curate.engine.error_text import format_error
 
@@ -32,23 +31,20 @@ def channel_for(workflow_name: str) -> str:
     return f"{CHANNEL_PREFIX}{workflow_name}"[:63]
 
 
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    """An asyncpg DSN from curate's SQLAlchemy URL."""
-    return (
-        make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-
-
 class Notifier:
     """Listens on the channels of ``workflows`` and calls ``wake(name)`` for each NOTIFY.
 
-    ``url`` gives the database URL when connecting (it may start the embedded server).
+    ``connect_args`` gives ``asyncpg.connect``'s keyword arguments when connecting (the same
+    as the engine's connections get; it may start the embedded server).
     """
 
     def __init__(
-        self, url: Callable[[], Awaitable[str]], workflows: list[str], wake: Callable[[str], None]
+        self,
+        connect_args: Callable[[], Awaitable[dict[str, Any]]],
+        workflows: list[str],
+        wake: Callable[[str], None],
     ) -> None:
-        self._url = url
+        self._connect_args = connect_args
         self._channels = {channel_for(name): name for name in workflows}
         self._wake = wake
         self._task: asyncio.Task[None] | None = None
@@ -84,7 +80,8 @@ class Notifier:
                 await asyncio.sleep(delay)
 
     async def _listen_once(self) -> None:
-        connection = await asyncpg.connect(asyncpg_dsn(await self._url()), timeout=10)
+        # A 10 s connect timeout unless one is configured: the loop above retries.
+        connection = await asyncpg.connect(**{"timeout": 10, **await self._connect_args()})
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _: lost.set())
         try:

@@ -48,8 +48,7 @@ async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedIt
         rows = await ctx.execute_alone(ctx.statements.complete, params)
         row = rows[0] if rows else None
     if row is None:
-        logger.warning("claim lost before the outcome was written; the outcome is dropped")
-        return Outcome.DROPPED
+        return _claim_lost("outcome")
     # A service may set a final status itself (seed style); that status stands.
     failed_by_service = row.status == ctx.binding.status_value(ctx.binding.statuses.failed)
     return Outcome.FAILED if failed_by_service else Outcome.COMPLETED
@@ -62,19 +61,54 @@ async def record_failure(ctx: RunContext, item: ClaimedItem, error: BaseExceptio
     message = format_error(error)
     delay = policy.delay_seconds(item.attempt) if retry else None
     refused = await _write_failure(ctx, item, message, retry=retry, delay_seconds=delay)
+    if refused is Outcome.DROPPED:
+        refused = await _status_set_by_service(ctx, item, error) or _claim_lost("failure")
     if refused is not None:
         return refused
     if retry:
         logger.warning("attempt {} failed, retry in {:.1f} s: {}", item.attempt, delay, message)
         return Outcome.RETRIED
-    logger.error("failed: {}", message)
+    logger.opt(exception=error).error("failed: {}", message)
     return Outcome.FAILED
+
+
+async def _status_set_by_service(
+    ctx: RunContext, item: ClaimedItem, error: BaseException
+) -> Outcome | None:
+    """A service that set a final status itself and then raised (seed style: write Error
+    with its own message, re-raise for the log): that status stands, and the item counts
+    as what it says. None when the row is not ours in a final status (the claim was lost).
+    """
+    b = ctx.binding
+    try:
+        rows = await ctx.execute_alone(
+            ctx.statements.item_state, ctx.statements.item_state_params(item.id)
+        )
+    except Exception as exc:
+        logger.debug("could not read the row the service left: {}", format_error(exc))
+        return None
+    row = rows[0] if rows else None
+    if row is None or (b.claimed_by is not None and row.claimed_by != item.claim):
+        return None
+    final = {
+        b.status_value(b.statuses.failed): Outcome.FAILED,
+        b.status_value(b.statuses.complete): Outcome.COMPLETED,
+    }.get(row.status)
+    if final is not None:
+        logger.opt(exception=error).error(
+            "raised after setting its own final status, which stands ({}): {}",
+            row.status.name if isinstance(row.status, enum.Enum) else row.status,
+            format_error(error),
+        )
+    return final
 
 
 async def record_interrupted(ctx: RunContext, item: ClaimedItem) -> Outcome:
     """The run was cancelled (shutdown past its grace period): back to Queued, due now."""
     message = "Interrupted: the worker shut down while the item ran"
     refused = await _write_failure(ctx, item, message, retry=True, delay_seconds=0.0)
+    if refused is Outcome.DROPPED:
+        return _claim_lost("interruption")
     if refused is not None:
         return refused
     logger.warning("interrupted by shutdown; queued again")
@@ -84,7 +118,8 @@ async def record_interrupted(ctx: RunContext, item: ClaimedItem) -> Outcome:
 async def _write_failure(
     ctx: RunContext, item: ClaimedItem, message: str, *, retry: bool, delay_seconds: float | None
 ) -> Outcome | None:
-    """The fenced failure write: None once written, else why it was not."""
+    """The fenced failure write: None once written, else why it was not (DROPPED: no row
+    was ours in Processing; the caller says why)."""
     statuses = ctx.binding.statuses
     params = ctx.statements.fail_params(
         item.id,
@@ -109,10 +144,12 @@ async def _write_failure(
             format_error(exc),
         )
         return Outcome.UNRECORDED
-    if written is None:
-        logger.warning("claim lost before the failure was written; the outcome is dropped")
-        return Outcome.DROPPED
-    return None
+    return Outcome.DROPPED if written is None else None
+
+
+def _claim_lost(what: str) -> Outcome:
+    logger.warning("claim lost before the {} was written; the outcome is dropped", what)
+    return Outcome.DROPPED
 
 
 async def release_unstarted(ctx: RunContext, items: list[ClaimedItem]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from curate.engine.notifier import Notifier
 
@@ -60,10 +61,12 @@ class Pickup:
         loop = asyncio.get_running_loop()
         self._timers[name] = loop.call_later(max(seconds, 0.0), self.wake, name)
 
-    def listen(self, url: Callable[[], Awaitable[str]], names: list[str]) -> None:
+    def listen(
+        self, connect_args: Callable[[], Awaitable[dict[str, Any]]], names: list[str]
+    ) -> None:
         """Start the LISTEN connection for ``names`` (no-op if it runs already)."""
         if self.notifier is None and names:
-            self.notifier = Notifier(url, names, self.wake)
+            self.notifier = Notifier(connect_args, names, self.wake)
             self.notifier.start()
 
     async def stop(self) -> None:

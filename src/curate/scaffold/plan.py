@@ -239,12 +239,35 @@ def _columns_and_migration(
         revision=revision,
         down_revision=head or "",
         down_revision_literal=f'"{head}"' if head else "None",
+        **_own_tables(versions, limit),
     )
     return [
         _write(columns_path, columns_source),
         _write(model_path, model_source),
         _write(versions / f"{revision}_add_{name}_workflow.py", migration),
     ]
+
+
+def _own_tables(versions: Path, limit: int) -> dict[str, str]:
+    """The migration's parts about curate's own tables: it creates them (and its downgrade
+    drops them) when no migration of the project does yet, so the app's role never needs
+    to create a table."""
+    created = any("create_curate_tables(" in p.read_text() for p in versions.glob("*.py"))
+    helpers = ["add_workflow_columns", "drop_workflow_columns"]
+    if not created:
+        helpers += ["create_curate_tables", "drop_curate_tables"]
+    names = sorted(helpers)
+    imports = pysource.fit(
+        f"from curate.migrations import {', '.join(names)}",
+        "from curate.migrations import (\n" + "".join(f"    {n},\n" for n in names) + ")",
+        limit,
+    )
+    return {
+        "imports": imports,
+        "own_tables_note": "" if created else templates.OWN_TABLES_NOTE,
+        "create_own_tables": "" if created else "    create_curate_tables()\n",
+        "drop_own_tables": "" if created else "    drop_curate_tables()\n",
+    }
 
 
 def _column_lines(name: str, limit: int) -> str:

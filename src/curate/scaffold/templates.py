@@ -91,13 +91,13 @@ class {mixin}:
 
 {columns}'''
 
-MIGRATION = '''"""Add the {name} workflow to {table}.
+MIGRATION = '''"""Add the {name} workflow to {table}.{own_tables_note}
 
 Revision ID: {revision}
 Revises: {down_revision}
 """
 
-from curate.migrations import add_workflow_columns, drop_workflow_columns
+{imports}
 
 revision: str = "{revision}"
 down_revision: str | None = {down_revision_literal}
@@ -106,12 +106,18 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    add_workflow_columns("{table}", "{name}")
+{create_own_tables}    add_workflow_columns("{table}", "{name}")
 
 
 def downgrade() -> None:
     drop_workflow_columns("{table}", "{name}")
-'''
+{drop_own_tables}'''
+
+OWN_TABLES_NOTE = """
+
+With curate's own tables (pause, rate limits, periodic runs): the first of the project's
+migrations to need them."""
+"""Ends the docstring of the migration that also creates curate's own tables."""
 
 TEST = '''"""The {name} workflow against a real PostgreSQL (curate's pytest plugin provides it)."""
 

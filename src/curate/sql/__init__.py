@@ -4,9 +4,11 @@
   queue), gathered in `WorkflowStatements`, with its pieces in `curate.sql.expressions`
   (shared), `curate.sql.leases` (heartbeat, rescue) and `curate.sql.reports` (status,
   error groups, requeue).
-- `curate.sql.periodic`: the table of periodic jobs' runs (create, claim a time, finish).
+- `curate.sql.periodic`: the table of periodic jobs' runs (claim a time, finish).
 - `curate.sql.controls`: curate's table of per-workflow controls (pause, rate-limit
   buckets).
+- `curate.sql.own_tables`: the DDL of those two tables of curate's own (for migrations,
+  ``curate db upgrade`` and the test fixtures) and the look-up of whether one exists.
 - `curate.sql.inspect`: read-only look-ups for tests (the rows of a workflow in a status).
 - `curate.sql.curation`: the dual-status helper's write (a curation value on chosen rows).
 

@@ -1,9 +1,9 @@
 """The statements of ``curate_workflow_controls``: pause flags and rate-limit buckets.
 
 One row per workflow that was ever paused or rate limited; a workflow without a row is
-running and unlimited. The table is created on first use (`CREATE`, see
-`curate.db.own_tables`) in the first schema of the search_path. Parameters are named
-``curate_*``; each statement's docstring lists them.
+running and unlimited. The table comes from a migration (`curate.sql.own_tables`); the
+statements find it on the search_path. Parameters are named ``curate_*``; each
+statement's docstring lists them.
 """
 
 from __future__ import annotations
@@ -11,22 +11,6 @@ from __future__ import annotations
 from sqlalchemy import Boolean, ColumnElement, String, bindparam, column, exists, table, text
 
 TABLE = "curate_workflow_controls"
-
-CREATE = text(
-    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-    " workflow text PRIMARY KEY,"
-    " paused boolean NOT NULL DEFAULT false,"
-    " paused_at timestamptz,"
-    " paused_reason text,"
-    " tokens double precision NOT NULL DEFAULT 0,"
-    " refilled_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
-    " last_grant integer NOT NULL DEFAULT 0)"
-)
-"""The table. ``tokens`` and ``refilled_at`` are a rate-limited workflow's bucket;
-``last_grant`` is what the last `TAKE` granted (RETURNING sees only the new row)."""
-
-EXISTS = text(f"SELECT to_regclass('{TABLE}') IS NOT NULL")
-"""Whether the table exists yet on the search_path: reads need not create it."""
 
 _CONTROLS = table(TABLE, column("workflow", String()), column("paused", Boolean()))
 

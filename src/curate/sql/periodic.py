@@ -1,10 +1,10 @@
 """The statements of periodic jobs: one row per (job, scheduled time) decides who runs it.
 
-The table lives in the configured schema (first on the search_path) and is created on
-first use (`curate.db.own_tables.ensure_tables`). The primary key is the coordination:
-the process whose insert returns a row runs that time. A run holds a lease, renewed while
-it goes on; a time whose run never finished and whose lease expired (its process died)
-can be claimed again. Every time compared is the database's (``now()``), never a host's:
+The table lives in the configured schema (first on the search_path) and comes from a
+migration (`curate.sql.own_tables`). The primary key is the coordination: the process
+whose insert returns a row runs that time. A run holds a lease, renewed while it goes on;
+a time whose run never finished and whose lease expired (its process died) can be
+claimed again. Every time compared is the database's (``now()``), never a host's:
 hosts' clocks disagree, the database is the one clock they share.
 """
 
@@ -12,33 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-TABLES_KEY = "periodic"
-"""Names the advisory lock taken while the table is created."""
-
-CREATE_TABLES = (
-    text(
-        """
-        CREATE TABLE IF NOT EXISTS curate_periodic_runs (
-            job_name text NOT NULL,
-            scheduled_at timestamptz NOT NULL,
-            worker_id text NOT NULL,
-            started_at timestamptz NOT NULL DEFAULT now(),
-            lease_until timestamptz NOT NULL,
-            attempts integer NOT NULL DEFAULT 1,
-            finished_at timestamptz,
-            error text,
-            PRIMARY KEY (job_name, scheduled_at)
-        )
-        """
-    ),
-    # DUE_STATE reads abandoned runs from unfinished rows only, however many finished pile up.
-    text(
-        """
-        CREATE INDEX IF NOT EXISTS curate_periodic_runs_unfinished
-        ON curate_periodic_runs (job_name, scheduled_at) WHERE finished_at IS NULL
-        """
-    ),
-)
+TABLE = "curate_periodic_runs"
 
 DUE_STATE = text(
     """

@@ -68,6 +68,8 @@ class WorkflowStatements:
       (`curate.sql.controls`); with a lock key, skips rows whose key is held (see
       `_lock_free`). Returns ``id``, ``attempt`` by priority, then the
       workflow's order.
+    - ``claim_without_controls``: the same without the pause check, for a database that
+      has no ``curate_workflow_controls`` yet (where nothing can be paused).
     - ``complete``: fenced on the claim; sets the complete status unless the service
       already moved the row out of Processing. Returns the row's final ``status``; no row
       means the claim was lost.
@@ -111,6 +113,7 @@ class WorkflowStatements:
     """
 
     claim: Select[Any]
+    claim_without_controls: Select[Any]
     complete: ReturningUpdate[Any]
     complete_many: ReturningUpdate[Any] | None
     fail: ReturningUpdate[Any]
@@ -128,6 +131,7 @@ class WorkflowStatements:
     def build(cls, binding: TableBinding) -> WorkflowStatements:
         return cls(
             claim=_claim(binding),
+            claim_without_controls=_claim(binding, check_pause=False),
             complete=_complete(binding),
             complete_many=_complete_many(binding) if binding.fences_by_claim else None,
             fail=_fail(binding),
@@ -371,7 +375,7 @@ def _fence_params(item_id: Any, claim: str, attempt: int) -> dict[str, Any]:
     return {"curate_id": item_id, "curate_claim": claim, "curate_attempt": attempt}
 
 
-def _claim(binding: TableBinding) -> Select[Any]:
+def _claim(binding: TableBinding, *, check_pause: bool = True) -> Select[Any]:
     """The claim: ``curate_chosen`` picks and locks the rows and numbers them in claim
     order; the UPDATE finds them by primary key (an array, see `one_of`); the rows come
     back in that numbered order. Not in an order of the UPDATE's RETURNING: that shows
@@ -383,9 +387,10 @@ def _claim(binding: TableBinding) -> Select[Any]:
     if b.run_after is not None:
         due = or_(b.run_after.is_(None), b.run_after <= now_or_frozen())
     keys = claim_sort_keys(b)
+    pause = (not_paused(),) if check_pause else ()
     candidates = (
         select(b.pk, *(key.label(f"sort_key_{n}") for n, key in enumerate(keys)))
-        .where(queued, due, _lock_free(b), not_paused())
+        .where(queued, due, *_matching(b), _lock_free(b), *pause)
         .order_by(*claim_order(b))
         .limit(bindparam("curate_limit"))
         .with_for_update(skip_locked=True)
@@ -424,13 +429,20 @@ def _claim(binding: TableBinding) -> Select[Any]:
     )
 
 
+def _matching(binding: TableBinding) -> tuple[ColumnElement[bool], ...]:
+    """The workflow's ``where``, if it has one: rows outside it are not its to claim, nor
+    do they hold a key's place in its queue."""
+    return () if binding.where is None else (binding.where,)
+
+
 def _lock_free(binding: TableBinding) -> ColumnElement[bool]:
     """With a lock key: the row runs only when no row with its key is Processing and none
     queued ahead of it (in the workflow's order, then by id) is still waiting.
 
     So rows sharing a key run one at a time and in queue order, on every worker: a claim
     sees either the earlier row still Queued or Processing (and skips this one) or the
-    earlier row finished. Rows whose key is NULL are not locked.
+    earlier row finished. Rows whose key is NULL are not locked; queued rows outside the
+    workflow's ``where`` hold no place.
     """
     b = binding
     if b.lock_key is None:
@@ -447,7 +459,11 @@ def _lock_free(binding: TableBinding) -> ColumnElement[bool]:
             other.c[b.pk.name] != b.pk,
             or_(
                 other_status == b.status_value(b.statuses.processing),
-                and_(other_status == b.status_value(b.statuses.queued), ahead),
+                and_(
+                    other_status == b.status_value(b.statuses.queued),
+                    ahead,
+                    *(adapt(condition) for condition in _matching(b)),
+                ),
             ),
         )
     )
