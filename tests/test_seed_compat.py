@@ -201,3 +201,16 @@ async def test_a_bound_method_of_a_new_object_each_call_reuses_one_workflow(
     assert sorted(i for s in services for i in s.ran) == sorted(ids)
     assert all(len(service.ran) == 2 for service in services)  # each call, its own object
     assert len(compat._workflows) == 1
+
+
+async def test_without_updated_at_or_order_by_column_items_run_in_primary_key_order(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    ids = await seed_rows(engine, 8)  # random UUIDs, inserted out of their order
+    started: list[uuid.UUID] = []
+
+    async def records(item_id: uuid.UUID, session: AsyncSession) -> None:
+        started.append(item_id)
+
+    await run_seed_loop(records, batch_size=8)
+    assert started == sorted(ids)
