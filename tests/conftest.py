@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from loguru import logger
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import curate
 from curate import scheduling
 from tests.models import Base
+from tests.pgbouncer import PgBouncer, missing_pgbouncer, start_pgbouncer
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +29,20 @@ def database_url(curate_database_url: str) -> str:
 @pytest.fixture
 def schema(curate_schema: str) -> str:
     return curate_schema
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(database_url: str) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of the test server (tests/pgbouncer.py);
+    where it is not installed, skipped, or failed under CI (``CI`` set)."""
+    missing = missing_pgbouncer()
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the PgBouncer tests must run under CI: {missing}")
+        pytest.skip(missing)
+    server = make_url(database_url)
+    with start_pgbouncer(server.host or "127.0.0.1", server.port or 5432) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture
@@ -54,6 +70,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     scheduling.reset_scheduler()
     curate.reset_runtime()
+    curate.propagate_to_logging(False)  # run_job_loop turns it on for the process
 
 
 @pytest.fixture

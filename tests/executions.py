@@ -33,13 +33,14 @@ Both have one API:
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Integer, MetaData, String, Table, func, insert, select
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from curate import ColumnNames
@@ -206,8 +207,12 @@ class ExecutionTable(ExecutionLog):
             self._writer = None
 
     async def _store(self, execution: Execution, schema: str, session: AsyncSession) -> None:
-        service_connection = await session.connection()
-        async with self._writer_for(service_connection.engine.url, schema).connect() as conn:
+        # The test's instrumentation, not the system under test: with EXECUTIONS_DATABASE_URL
+        # (workers behind PgBouncer) it goes straight to the server, never waiting for one of
+        # the pooler's connections while the service holds another (a pool-sized deadlock).
+        direct = os.environ.get("EXECUTIONS_DATABASE_URL")
+        url = make_url(direct) if direct else (await session.connection()).engine.url
+        async with self._writer_for(url, schema).connect() as conn:
             await conn.execute(
                 insert(EXECUTIONS).values(
                     item_id=execution.item_id,
@@ -219,10 +224,13 @@ class ExecutionTable(ExecutionLog):
 
     def _writer_for(self, url: URL, schema: str) -> AsyncEngine:
         if self._writer is None:
+            # Connections as a transaction pooler allows them (the workers may run behind
+            # PgBouncer): no named prepared statements, the schema named in each statement.
             self._writer = create_async_engine(
                 url.render_as_string(hide_password=False),
                 isolation_level="AUTOCOMMIT",
                 pool_pre_ping=True,  # it outlives database restarts (tests.test_faults)
-                connect_args={"server_settings": {"search_path": schema}},
+                connect_args={"statement_cache_size": 0, "prepared_statement_name_func": str},
+                execution_options={"schema_translate_map": {None: schema}},
             )
         return self._writer

@@ -161,6 +161,9 @@ async def test_curate_demo_command(database_url: str, schema: str) -> None:
     output = stdout.decode()
     assert process.returncode == 0, stderr.decode()[-3000:]
     assert "curate demo: 3 domains, pipeline drained in" in output
+    logged = stderr.decode()
+    assert "Traceback" not in logged and "Exception closing connection" not in logged, logged
+    assert "NonRetryableError: malformed sitemap XML" in logged  # one line, on purpose
     rows = {line.split()[0]: line.split()[1:4] for line in output.splitlines()[3:]}
     site = DemoSite(domains=3)
     assert rows == {

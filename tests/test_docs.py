@@ -195,6 +195,8 @@ _VALIDATED = {
     "database_url": "`postgresql+asyncpg://`, `postgresql://` or `postgres://` URL",
     "database_schema": "lower-case SQL identifier",
     "database_connect_args": "the [connection arguments](#connection-arguments) below",
+    "database_pooling": "`session` or `transaction`",
+    "listen_database_url": "as `CURATE_DATABASE_URL`",
     "log_level": "one of `TRACE`, `DEBUG`, `INFO`, `SUCCESS`, `WARNING`, `ERROR`, `CRITICAL`"
     " (any case)",
 }

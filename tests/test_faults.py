@@ -51,6 +51,7 @@ from tests.faults.app import (
     fault_workflow,
 )
 from tests.helpers import create_table, noop
+from tests.pgbouncer import PgBouncer
 
 pytestmark = pytest.mark.faults
 
@@ -112,10 +113,12 @@ async def drained(engine: AsyncEngine) -> bool:
 class Workers:
     """Worker subprocesses (``tests.faults.worker``), logs kept in the test's tmp dir."""
 
-    def __init__(self, tmp_path: Path, database_url: str, schema: str) -> None:
+    def __init__(self, tmp_path: Path, database_url: str, schema: str, **settings: str) -> None:
+        """``settings``: more environment for the workers (``CURATE_DATABASE_POOLING``)."""
         self.tmp_path = tmp_path
         self.env = {key: value for key, value in os.environ.items() if not key.startswith("FAULT_")}
         self.env.update(
+            settings,
             CURATE_DATABASE_URL=database_url,
             CURATE_DATABASE_SCHEMA=schema,
             CURATE_RESCUE_INTERVAL_SECONDS="0.3",
@@ -147,9 +150,24 @@ class Workers:
                 process.wait(timeout=10)
 
 
-@pytest.fixture
-def workers(tmp_path: Path, database_url: str, schema: str) -> Iterator[Workers]:
-    pool = Workers(tmp_path, database_url, schema)
+@pytest.fixture(params=["direct", "pgbouncer"])
+def workers(
+    request: pytest.FixtureRequest, tmp_path: Path, database_url: str, schema: str
+) -> Iterator[Workers]:
+    """Worker processes on the server directly, or through PgBouncer in transaction mode
+    (LISTEN then on a direct connection, as in production); the test checks directly."""
+    if request.param == "direct":
+        pool = Workers(tmp_path, database_url, schema)
+    else:
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        pool = Workers(
+            tmp_path,
+            bouncer.url(database_url),
+            schema,
+            CURATE_DATABASE_POOLING="transaction",
+            CURATE_LISTEN_DATABASE_URL=database_url,
+            EXECUTIONS_DATABASE_URL=database_url,
+        )
     yield pool
     pool.kill_all()
 
@@ -202,6 +220,7 @@ async def test_workers_killed_at_random_points_lose_and_double_nothing(
     assert "rescued" in workers.logs()
 
 
+@pytest.mark.parametrize("workers", ["direct"], indirect=True)  # PgBouncer: the tests above
 async def test_four_workers_complete_twenty_thousand_items_exactly_once(
     fault_engine: AsyncEngine, workers: Workers, executions: ExecutionTable
 ) -> None:

@@ -8,13 +8,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
-from curate import ColumnNames, NonRetryableError, Statuses, Workflow, scheduling
+from curate import ColumnNames, NonRetryableError, RetryPolicy, Statuses, Workflow, scheduling
 from curate.logs import propagate_to_logging
 from tests.helpers import insert_items, noop
 from tests.models import Item, SeedItem, SeedStatus
@@ -55,12 +56,16 @@ def collected() -> Iterator[Collect]:
 
 
 async def broken(item_id: int, session: AsyncSession) -> None:
-    raise NonRetryableError(f"photo {item_id} is broken")
+    raise ValueError(f"photo {item_id} is broken")
 
 
-async def run_one_failing_item(engine: AsyncEngine) -> None:
+async def refused(item_id: int, session: AsyncSession) -> None:
+    raise NonRetryableError(f"photo {item_id} is not a photo")
+
+
+async def run_one_failing_item(engine: AsyncEngine, service: Any = broken) -> None:
     await insert_items(engine, 1)
-    await Workflow("work", model=Item, service=broken).run()
+    await Workflow("work", model=Item, service=service, retry=RetryPolicy(max_attempts=1)).run()
 
 
 def seed_workflow(name: str = "seed") -> Workflow:
@@ -85,14 +90,14 @@ async def test_curates_records_reach_standard_logging(
     [failed] = [r for r in collected.records if r.levelno == logging.ERROR]
     assert failed.name == "curate.engine.outcome"
     assert failed.levelname == "ERROR"
-    assert failed.getMessage().startswith("[work 1 attempt 1] failed: NonRetryableError")
+    assert failed.getMessage().startswith("[work 1 attempt 1] failed: ValueError")
     assert (failed.curate_workflow, failed.curate_item_id, failed.curate_attempt) == (  # type: ignore[attr-defined]
         "work",
         "1",
         1,
     )
     assert failed.curate_worker == "test-worker"  # type: ignore[attr-defined]
-    assert failed.exc_info is not None and isinstance(failed.exc_info[1], NonRetryableError)
+    assert failed.exc_info is not None and isinstance(failed.exc_info[1], ValueError)
     # A standard formatter prints the traceback once, from exc_info.
     text = logging.Formatter().format(failed)
     assert text.count("Traceback (most recent call last)") == 1
@@ -105,6 +110,19 @@ async def test_curates_records_reach_standard_logging(
         "work",
     )
     assert all(r.name.startswith("curate.") for r in collected.records)
+
+
+async def test_a_non_retryable_error_is_one_line_without_a_traceback(
+    runtime: curate.Runtime, engine: AsyncEngine, collected: Collect
+) -> None:
+    """The service's own verdict, as Celery's expected exceptions: the message says it."""
+    propagate_to_logging()
+    await run_one_failing_item(engine, refused)
+    [failed] = [r for r in collected.records if r.levelno == logging.ERROR]
+    assert failed.getMessage() == (
+        "[work 1 attempt 1] failed: NonRetryableError: photo 1 is not a photo"
+    )
+    assert failed.exc_info is None
 
 
 async def test_nothing_reaches_standard_logging_when_off(

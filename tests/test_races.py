@@ -375,8 +375,10 @@ async def test_a_claim_whose_reply_was_lost_is_taken_up_by_its_retry(
     real = engine_context.execute_alone
     lost: list[Any] = []
 
-    async def reply_lost_once(engine: AsyncEngine, statement: Any, params: Any) -> Any:
-        rows = await real(engine, statement, params)
+    async def reply_lost_once(
+        engine: AsyncEngine, statement: Any, params: Any, cancel_after: float | None
+    ) -> Any:
+        rows = await real(engine, statement, params, cancel_after)
         if statement is flow.statements.claim and not lost:
             lost.extend(rows)
             raise ConnectionResetError("connection lost after the claim committed")

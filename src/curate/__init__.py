@@ -15,6 +15,7 @@ from curate.errors import (
     DatabaseUnavailableError,
     ItemTimeoutError,
     NonRetryableError,
+    StatementTimeoutError,
 )
 from curate.logs import configure_logging, propagate_to_logging
 from curate.periodic import PeriodicJob, periodic
@@ -38,6 +39,7 @@ __all__ = [
     "RetryPolicy",
     "RunResult",
     "Runtime",
+    "StatementTimeoutError",
     "Statuses",
     "Workflow",
     "WorkflowSettings",

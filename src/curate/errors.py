@@ -3,6 +3,7 @@
 CurateError
 ├── ConfigurationError      bad settings, an invalid workflow spec, a missing column
 ├── DatabaseUnavailableError no database URL works and the embedded server cannot start
+├── StatementTimeoutError   one of curate's own statements ran out of time (a locked table)
 └── NonRetryableError       raised by a service: record ``Error`` now, do not retry
 """
 
@@ -22,6 +23,22 @@ class ConfigurationError(CurateError, ValueError):
 
 class DatabaseUnavailableError(CurateError):
     """No database could be reached or started."""
+
+
+class StatementTimeoutError(CurateError):
+    """One of curate's own statements (a claim, an outcome) ran past
+    ``CURATE_STATEMENT_TIMEOUT_SECONDS`` and was cancelled on the server.
+
+    Usually a lock held on the workflow's table (a migration): curate gives up rather than
+    wait, and the next run, beat or rescue tries again.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"curate's statement was cancelled after {seconds:g} s"
+            " (CURATE_STATEMENT_TIMEOUT_SECONDS): is its table locked, by a migration say?"
+        )
+        self.seconds = seconds
 
 
 class NonRetryableError(CurateError):

@@ -8,9 +8,10 @@ Fixtures:
 - ``curate_template_setup`` (session): override it in your ``conftest.py`` to return an
   async function that builds your schema, given a database URL (Alembic, or
   ``metadata.create_all``); by default the databases have only curate's own tables.
-- ``curate_template`` (session): the name of a database on that server built once with
-  ``curate_template_setup``, then curate's own tables where missing (as ``curate db
-  upgrade`` does), dropped at the end of the session.
+- ``curate_template``: the name of a database on that server built once per session
+  with the test's ``curate_template_setup`` (modules that override it differently get a
+  template each), then curate's own tables where missing (as ``curate db upgrade``
+  does); dropped at the end of the session.
 - ``curate_database``: the URL of a fresh copy of the template for the test
   (``CREATE DATABASE curate_test_<hex> TEMPLATE …``, about 65 ms on a local PostgreSQL
   15), dropped afterwards; the names say where a crashed run's leftovers come from.
@@ -91,13 +92,28 @@ def curate_template_setup() -> TemplateSetup | None:
 
 
 @pytest.fixture(scope="session")
+def curate_templates(curate_database_url: str) -> Iterator[dict[TemplateSetup | None, str]]:
+    """The template databases of this session, one per ``curate_template_setup`` (test
+    modules may each override it), dropped at the end of the session."""
+    built: dict[TemplateSetup | None, str] = {}
+    yield built
+    for name in built.values():
+        _run_apart(_drop_database(curate_database_url, name))
+
+
+@pytest.fixture
 def curate_template(
-    curate_database_url: str, curate_template_setup: TemplateSetup | None
-) -> Iterator[str]:
-    """A database built once by ``curate_template_setup``; each test gets a copy."""
-    name = _run_apart(_create_template(curate_database_url, curate_template_setup))
-    yield name
-    _run_apart(_drop_database(curate_database_url, name))
+    curate_database_url: str,
+    curate_template_setup: TemplateSetup | None,
+    curate_templates: dict[TemplateSetup | None, str],
+) -> str:
+    """A database built once per session by this test's ``curate_template_setup``; each
+    test gets a copy."""
+    if curate_template_setup not in curate_templates:
+        curate_templates[curate_template_setup] = _run_apart(
+            _create_template(curate_database_url, curate_template_setup)
+        )
+    return curate_templates[curate_template_setup]
 
 
 def _run_apart(coroutine: Coroutine[Any, Any, _T]) -> _T:

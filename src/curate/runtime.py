@@ -15,13 +15,14 @@ from loguru import logger
 
 from curate.clock import clock
 from curate.db import Database
-from curate.engine.config import RunConfig
+from curate.engine.config import RunConfig, StatementLimits
 from curate.engine.context import RunContext, RunResult, ServiceFunction
 from curate.engine.error_text import format_error
 from curate.engine.hooks import ErrorHook, ItemHook, Observer
 from curate.engine.loop import run_workflow
 from curate.engine.notifier import Notifier
 from curate.engine.pickup import Pickup
+from curate.engine.repeated_errors import log_error, log_recovery
 from curate.engine.rescuer import rescue_expired
 from curate.settings import CurateSettings, WorkflowSettings
 from curate.workflow import Workflow
@@ -151,6 +152,9 @@ class Runtime:
             service=service or workflow.service,
             sessionmaker=await self.database.sessionmaker(),
             worker_id=self.settings.worker_id,
+            limits=StatementLimits(
+                self.settings.lock_timeout_seconds, self.settings.statement_timeout_seconds
+            ),
             item_hooks=(*self.item_hooks, *workflow.item_hooks),
             error_hooks=tuple(self.error_hooks),
             observers=tuple(self.observers),
@@ -221,7 +225,7 @@ class Runtime:
         if statement is None or self.stopping or not self.pickup.active:
             return
         try:
-            async with ctx.sessionmaker() as session:
+            async with ctx.own_transaction() as session:
                 wait = await session.scalar(
                     statement, ctx.statements.earliest_due_params(clock.now_override())
                 )
@@ -234,7 +238,16 @@ class Runtime:
         self.pickup.wake_later(workflow.name, wait.total_seconds())
 
     def begin_pickup(self) -> None:
-        """Listen for NOTIFY on every registered workflow's channel (instant pick-up)."""
+        """Listen for NOTIFY on every registered workflow's channel (instant pick-up); off,
+        said once, where LISTEN has no session to run in (`Database.can_listen`)."""
+        if not self.database.can_listen:
+            logger.warning(
+                "instant pick-up is off: LISTEN needs a session of its own, which a pooler in"
+                " transaction mode (CURATE_DATABASE_POOLING=transaction) does not give; set"
+                " CURATE_LISTEN_DATABASE_URL to a direct connection to turn it on. Workflows"
+                " still start at every poll (their interval)"
+            )
+            return
         self.pickup.listen(self.database.asyncpg_arguments, list(self._registered))
 
     @property
@@ -252,14 +265,15 @@ class Runtime:
         Errors are logged per workflow; the next interval tries again.
         """
         moved = 0
+        engine = await self.database.engine()
         for workflow, config in list(self._registered.values()):
             try:
                 rescued = await rescue_expired(await self.context(workflow, config))
             except Exception as exc:
-                logger.bind(workflow=workflow.name).error(
-                    "rescue failed, the next one retries: {}", format_error(exc)
-                )
+                line = f"rescue failed, the next one retries: {format_error(exc)}"
+                log_error(engine, workflow.name, "rescue", line)
                 continue
+            log_recovery(engine, workflow.name, "rescue")
             moved += len(rescued or ())
         return moved
 

@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,7 +21,11 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from curate.db.connect_args import settings_connect_args, url_connect_args
+from curate.db.connect_args import (
+    refuse_statement_caches,
+    settings_connect_args,
+    url_connect_args,
+)
 from curate.errors import ConfigurationError
 
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
@@ -59,7 +63,25 @@ class CurateSettings(BaseSettings):
         default_factory=dict,
         description="asyncpg connection arguments (a JSON object); win over the URL's query",
     )
+    database_pooling: Literal["session", "transaction"] = Field(
+        default="session",
+        description="transaction: CURATE_DATABASE_URL goes through a pooler in transaction mode",
+    )
+    listen_database_url: str | None = Field(
+        default=None,
+        description="a direct connection for LISTEN (instant pick-up) beside a transaction pooler",
+    )
     pool_size: int = Field(default=10, ge=1, le=1000)
+    lock_timeout_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long curate's own transactions wait for a lock (0: no limit)",
+    )
+    statement_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="the longest one of curate's own statements may take (0: no limit)",
+    )
     worker_id: str = Field(default_factory=default_worker_id, min_length=1, max_length=200)
     log_level: LogLevel = "INFO"
     log_json: bool = Field(
@@ -77,16 +99,17 @@ class CurateSettings(BaseSettings):
     periodic_max_catch_up: int = Field(default=1, ge=0, le=1000)
     """Missed times of a periodic job run when it restarts (the latest ones); 0 skips them."""
 
-    @field_validator("database_url")
+    @field_validator("database_url", "listen_database_url")
     @classmethod
-    def _asyncpg_url(cls, value: str | None) -> str | None:
+    def _asyncpg_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or value.strip() == "":
             return None
         value = value.strip()
         for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
             if value.startswith(prefix):
                 value = "postgresql+asyncpg://" + value[len(prefix) :]
-                url_connect_args(value)  # its query parameters: known, of the right type
+                # Its query parameters: known, of the right type.
+                url_connect_args(value, f"CURATE_{info.field_name}".upper())
                 return value
         raise ValueError(
             "must start with postgresql+asyncpg:// or postgresql:// (curate runs on asyncpg)"
@@ -104,6 +127,12 @@ class CurateSettings(BaseSettings):
     def _known_connect_args(cls, value: dict[str, Any]) -> dict[str, Any]:
         settings_connect_args(value)
         return value
+
+    @model_validator(mode="after")
+    def _no_statement_cache_behind_a_transaction_pooler(self) -> CurateSettings:
+        if self.database_pooling == "transaction":
+            refuse_statement_caches(self.database_url, self.database_connect_args)
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -23,8 +23,9 @@ from curate.cli.status import status
 def main(debug: bool) -> None:
     """curate: status-driven background workflows on your PostgreSQL tables.
 
-    Exit codes: 0 ok, 1 failures found, 2 usage or configuration error, 3 database
-    unreachable.
+    Exit codes: 0 ok, 1 failures found, 2 usage or configuration error (a table
+    not migrated too), 3 database unreachable or refusing the connection (a wrong
+    database name, role or password).
     """
 
 

@@ -1,8 +1,9 @@
 """What every command shares: exit codes, error reporting, settings and the app's workflows.
 
-Exit codes: 0 ok, 1 failures found, 2 usage or configuration error, 3 database
-unreachable. Expected errors print one line, no traceback; ``curate --debug`` shows it.
-The database URL is only ever printed with its password hidden.
+Exit codes: 0 ok, 1 failures found, 2 usage or configuration error (a table not
+migrated too), 3 database unreachable or refusing the connection. Expected errors print
+one line, no traceback; ``curate --debug`` shows it. The database URL is only ever
+printed with its password hidden.
 """
 
 from __future__ import annotations
@@ -15,17 +16,13 @@ from typing import Any, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
-from sqlalchemy import Column
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
 from curate.db import Database
-from curate.engine.backoff import is_connection_error
-from curate.engine.binding import TableBinding
 from curate.engine.error_text import format_error
+from curate.preflight import database_problem, unmigrated
 from curate.project import Project, load_workflows
-from curate.sql import TABLE_COLUMNS, table_columns_params
 from curate.workflow import Workflow
 
 T = TypeVar("T")
@@ -45,7 +42,7 @@ class UsageProblem(click.ClickException):
 
 
 class DatabaseUnreachable(click.ClickException):
-    """The database cannot be reached: exit 3."""
+    """The database cannot be reached, or refuses the database name, role or password: exit 3."""
 
     exit_code = EXIT_UNREACHABLE
 
@@ -53,13 +50,6 @@ class DatabaseUnreachable(click.ClickException):
 def rows(n: int) -> str:
     """A count of rows in words: 1 row, 2 rows."""
     return f"{n} row" if n == 1 else f"{n} rows"
-
-
-def safe_url(url: str | None) -> str:
-    """The URL with its password hidden, or a word for the embedded server."""
-    if url is None:
-        return "the embedded PostgreSQL"
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def load_settings() -> curate.CurateSettings:
@@ -84,11 +74,9 @@ def run(coroutine: Coroutine[Any, Any, T], settings: curate.CurateSettings) -> T
     except Exception as error:
         if debug:
             raise
-        if isinstance(error, curate.DatabaseUnavailableError) or is_connection_error(error):
-            raise DatabaseUnreachable(
-                f"cannot reach the database at {safe_url(settings.database_url)}:"
-                f" {format_error(error)}"
-            ) from None
+        problem = database_problem(error, settings.database_url)
+        if problem is not None:
+            raise DatabaseUnreachable(problem) from None
         raise click.ClickException(format_error(error)) from None
 
 
@@ -148,42 +136,16 @@ async def database(
     closed at the end (which releases the embedded server)."""
     db = Database(settings)
     try:
-        engine = await db.engine()
-        await check_tables(engine, workflows)
-        yield engine
+        await check_tables(db, workflows)
+        yield await db.engine()
     finally:
         await db.close()
 
 
-async def check_tables(engine: AsyncEngine, workflows: Sequence[Workflow]) -> None:
+async def check_tables(db: Database, workflows: Sequence[Workflow]) -> None:
     """The workflows' tables and columns exist: a missing migration is a one-line usage
-    error here rather than a SQL error later. Also proves the database answers."""
-    problems = []
-    async with engine.connect() as connection:
-        for workflow in workflows:
-            table = workflow.binding.table
-            found = await connection.scalars(TABLE_COLUMNS, table_columns_params(table))
-            present = set(found)
-            if not present:
-                problems.append(f"workflow {workflow.name}: table {table.name} does not exist")
-                continue
-            absent = [c.name for c in _columns(workflow.binding) if c.name not in present]
-            if absent:
-                problems.append(
-                    f"workflow {workflow.name}: table {table.name} has no column"
-                    f" {', '.join(absent)}"
-                )
-    if problems:
-        raise UsageProblem("; ".join(problems) + "; apply the migrations (curate db upgrade)")
-
-
-def _columns(binding: TableBinding) -> list[Column[Any]]:
-    """Every column the workflow uses."""
-    optional = [
-        binding.attempts,
-        binding.run_after,
-        binding.claimed_by,
-        binding.lease_until,
-        binding.updated_at,
-    ]
-    return [binding.pk, binding.status, binding.error, *(c for c in optional if c is not None)]
+    error here rather than a SQL error later. Connecting, it proves the database answers
+    (else `run` makes the error one line, exit 3)."""
+    found = await unmigrated(db, workflows)
+    if found:
+        raise UsageProblem(str(found))

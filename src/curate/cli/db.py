@@ -23,9 +23,10 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
 import curate
-from curate.cli.common import UsageProblem, load_settings, run, safe_url
+from curate.cli.common import UsageProblem, load_settings, run
 from curate.db import Database
 from curate.db.own_tables import create_own_tables
+from curate.preflight import safe_url
 from curate.project import Project
 from curate.sql.own_tables import TABLES
 

@@ -13,9 +13,9 @@ from curate.cli.common import (
     check_tables,
     load_settings,
     run,
-    safe_url,
     workflow_option,
 )
+from curate.preflight import safe_url
 from curate.runtime import WorkflowStats
 from curate.worker import run_burst, run_worker
 from curate.workflow import Workflow
@@ -28,7 +28,7 @@ async def _work(
     try:
         for workflow in workflows:
             runtime.workflow_settings(workflow)  # a bad <NAME>_SCHEDULER_* value stops us here
-        await check_tables(await runtime.database.engine(), workflows)
+        await check_tables(runtime.database, workflows)
     except BaseException:
         await runtime.close()
         raise

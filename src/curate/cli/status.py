@@ -31,10 +31,10 @@ from curate.cli.common import (
     load_settings,
     rows,
     run,
-    safe_url,
     workflow_option,
 )
 from curate.operations import THROUGHPUT_WINDOW, StatusReport, WorkflowStatus, read_status
+from curate.preflight import safe_url
 from curate.workflow import Workflow
 
 JSON_VERSION = 1

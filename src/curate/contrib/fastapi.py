@@ -25,6 +25,7 @@ from curate.contrib.dashboard import render_dashboard
 from curate.contrib.web_security import cross_site_guard as cross_site_guard  # public here
 from curate.contrib.web_security import redact_item, redact_report
 from curate.contrib.web_security import redact_secrets as redact_secrets  # public here
+from curate.preflight import check_at_start
 from curate.runtime import configure, get_runtime
 from curate.settings import CurateSettings
 from curate.sql import RequeueSelection
@@ -39,23 +40,29 @@ def curate_lifespan(
     settings: CurateSettings | None = None,
     grace_seconds: float | None = None,
     lifespan: Lifespan | None = None,
+    require_database: bool = False,
 ) -> Lifespan:
     """A FastAPI lifespan that runs ``workflows`` on the shared scheduler.
 
     At start-up: configures curate (``settings``, default `CurateSettings()` from the
-    environment), opens the database (starting the embedded server when no URL is set),
-    registers one job per workflow and starts the scheduler; bad settings or a table
-    missing a column stop the start here. Then it enters the app's own ``lifespan``, if
-    given, with curate running. At shutdown it leaves that first, then stops claiming,
-    waits up to ``grace_seconds`` (default ``CURATE_SHUTDOWN_GRACE_SECONDS``) for running
-    items and closes the database.
+    environment; bad settings stop the start here), opens the database (starting the
+    embedded server when no URL is set) and checks it (`curate.preflight`), registers one
+    job per workflow and starts the scheduler. A database that cannot be used or a table
+    not migrated is logged, one line each, and the app starts: the workflows retry at
+    their interval, so the app's other endpoints serve meanwhile and a migration run
+    later needs no restart. With ``require_database`` it stops the start instead. Then it
+    enters the app's own ``lifespan``, if given, with curate running. At shutdown it
+    leaves that first, then stops claiming, waits up to ``grace_seconds`` (default
+    ``CURATE_SHUTDOWN_GRACE_SECONDS``) for running items and closes the database.
     """
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[Any]:
         runtime = configure(settings if settings is not None else CurateSettings())
         try:
-            await runtime.database.engine()
+            for workflow in workflows:
+                runtime.workflow_settings(workflow)  # bad settings stop us before the database
+            await check_at_start(runtime.database, workflows, require=require_database)
             for workflow in workflows:
                 scheduling.add_workflow_job(
                     workflow, scheduling.job_for(workflow, runtime), runtime

@@ -15,6 +15,7 @@ here). asyncpg's leave the URL and come back as typed keyword arguments.
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from curate.errors import ConfigurationError
 
 URL_VARIABLE = "CURATE_DATABASE_URL"
 SETTINGS_VARIABLE = "CURATE_DATABASE_CONNECT_ARGS"
+POOLING_VARIABLE = "CURATE_DATABASE_POOLING"
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ DRIVER_PARAMETERS: Mapping[str, _Kind] = {
     "command_timeout": _SECONDS,
     "ssl": _choice(*_SSL_MODES, booleans=True),
     "sslmode": _choice(*_SSL_MODES),
+    "sslrootcert": _TEXT,
     "direct_tls": _BOOLEAN,
     "target_session_attrs": _choice(
         "any", "primary", "standby", "prefer-standby", "read-write", "read-only"
@@ -121,10 +124,13 @@ DRIVER_PARAMETERS: Mapping[str, _Kind] = {
     "server_settings": _SERVER_SETTINGS,
 }
 """``asyncpg.connect``'s keyword arguments curate passes on (``sslmode`` is libpq's name
-for ``ssl``)."""
+for ``ssl``; ``sslrootcert``, libpq's too, makes ``ssl`` an SSL context, `_ssl_arguments`)."""
 
 ADAPTER_PARAMETERS: Mapping[str, _Kind] = {"prepared_statement_cache_size": _COUNT}
 """Read by SQLAlchemy's asyncpg adapter, from the URL or the connect arguments alike."""
+
+STATEMENT_CACHES = ("statement_cache_size", "prepared_statement_cache_size")
+"""asyncpg's cache of prepared statements and SQLAlchemy's adapter's."""
 
 ADDRESS_PARAMETERS = ("host", "port")
 """SQLAlchemy's several-hosts form of the URL (``?host=a:5432&host=b:5432``): left to it."""
@@ -172,20 +178,20 @@ def connect_args(
     return ConnectArgs(clean_url, arguments)
 
 
-def url_connect_args(url: str) -> tuple[str, dict[str, Any]]:
+def url_connect_args(url: str, variable: str = URL_VARIABLE) -> tuple[str, dict[str, Any]]:
     """The URL without asyncpg's query parameters, and those parameters with their types;
-    `ConfigurationError` naming CURATE_DATABASE_URL (never the password) if one is wrong."""
+    `ConfigurationError` naming ``variable`` (never the password) if one is wrong."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):  # older SQLAlchemy quotes the URL: say nothing of it
         raise ConfigurationError(
-            f"{URL_VARIABLE}: not a URL SQLAlchemy can read (is the port a number, and are"
+            f"{variable}: not a URL SQLAlchemy can read (is the port a number, and are"
             " special characters in the password %-escaped?)"
         ) from None
     unknown = sorted(set(parsed.query).difference(URL_PARAMETERS))
     if unknown:
         raise ConfigurationError(
-            f"{URL_VARIABLE}: unknown query parameter {', '.join(unknown)}; accepted:"
+            f"{variable}: unknown query parameter {', '.join(unknown)}; accepted:"
             f" {', '.join(URL_PARAMETERS)} (server settings go in {SETTINGS_VARIABLE}, e.g."
             ' {"server_settings": {"jit": "off"}})'
         )
@@ -195,7 +201,7 @@ def url_connect_args(url: str) -> tuple[str, dict[str, Any]]:
             continue
         if not isinstance(value, str):
             raise ConfigurationError(
-                f"{URL_VARIABLE}: query parameter {name} is given {len(value)} times; give it once"
+                f"{variable}: query parameter {name} is given {len(value)} times; give it once"
             )
         kind = _KINDS[name]
         assert kind.parse is not None  # the others are unknown here
@@ -203,13 +209,12 @@ def url_connect_args(url: str) -> tuple[str, dict[str, Any]]:
             converted = kind.parse(value)
         except ValueError:
             raise ConfigurationError(
-                f"{URL_VARIABLE}: query parameter {name}={value!r} is invalid:"
-                f" expected {kind.expected}"
+                f"{variable}: query parameter {name}={value!r} is invalid: expected {kind.expected}"
             ) from None
         if name in DRIVER_PARAMETERS:
             arguments[name] = converted
     clean = parsed.difference_update_query(DRIVER_PARAMETERS)
-    return clean.render_as_string(hide_password=False), _ssl_from_sslmode(arguments, URL_VARIABLE)
+    return clean.render_as_string(hide_password=False), _ssl_arguments(arguments, variable)
 
 
 def settings_connect_args(configured: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,14 +232,60 @@ def settings_connect_args(configured: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigurationError(
                 f"{SETTINGS_VARIABLE}: {name}={value!r} is invalid: expected {kind.expected}"
             )
-    return _ssl_from_sslmode(dict(configured), SETTINGS_VARIABLE)
+    return _ssl_arguments(dict(configured), SETTINGS_VARIABLE)
 
 
-def _ssl_from_sslmode(arguments: dict[str, Any], variable: str) -> dict[str, Any]:
-    """``sslmode`` (libpq's name, as in hosted databases' URLs) given as asyncpg's ``ssl``."""
-    if "sslmode" not in arguments:
-        return arguments
-    if "ssl" in arguments:
-        raise ConfigurationError(f"{variable}: give ssl or sslmode, not both")
-    arguments["ssl"] = arguments.pop("sslmode")
+def refuse_statement_caches(url: str | None, configured: Mapping[str, Any]) -> None:
+    """Behind a transaction pooler both caches of named prepared statements are off
+    (`curate.db.pooling`): one turned on in the URL or in the settings is refused, naming
+    where, rather than silently overruled."""
+    query = make_url(url).query if url is not None else {}
+    for name in STATEMENT_CACHES:
+        for variable, value in (
+            (URL_VARIABLE, query.get(name)),
+            (SETTINGS_VARIABLE, configured.get(name)),
+        ):
+            if value is not None and value not in (0, "0"):
+                raise ConfigurationError(
+                    f"{variable}: {name}={value!r} cannot be used with"
+                    f" {POOLING_VARIABLE}=transaction, where no prepared statement may outlive"
+                    " its transaction; give 0 or leave it out"
+                )
+
+
+def _ssl_arguments(arguments: dict[str, Any], variable: str) -> dict[str, Any]:
+    """``sslmode`` (libpq's name, as in hosted databases' URLs) given as asyncpg's ``ssl``;
+    with ``sslrootcert``, an SSL context verifying the server against that CA file."""
+    if "sslmode" in arguments:
+        if "ssl" in arguments:
+            raise ConfigurationError(f"{variable}: give ssl or sslmode, not both")
+        arguments["ssl"] = arguments.pop("sslmode")
+    if "sslrootcert" in arguments:
+        root = arguments.pop("sslrootcert")
+        arguments["ssl"] = _verifying_context(arguments.get("ssl"), root, variable)
     return arguments
+
+
+def _verifying_context(mode: object, root: str, variable: str) -> ssl.SSLContext:
+    """libpq's ``sslrootcert``: the server's certificate must be signed by a CA of the file
+    ``root`` (``system``: the system's CAs), and name the host with verify-full; require
+    with a CA file verifies as verify-ca does, as in libpq. asyncpg reads the file only
+    from its own DSN or the environment, so the context is built here."""
+    full = mode in ("verify-full", True)
+    if mode not in ("require", "verify-ca") and not full:
+        raise ConfigurationError(
+            f"{variable}: sslrootcert needs sslmode=verify-full (or verify-ca, require) beside"
+            f" it, not {mode!r}"
+        )
+    if root == "system":
+        if not full:  # any public certificate would pass, for any host
+            raise ConfigurationError(f"{variable}: sslrootcert=system needs sslmode=verify-full")
+        return ssl.create_default_context()
+    try:
+        context = ssl.create_default_context(cafile=root)
+    except OSError as exc:  # missing, unreadable, not PEM certificates (ssl.SSLError)
+        raise ConfigurationError(
+            f"{variable}: sslrootcert={root!r} cannot be read as CA certificates: {exc}"
+        ) from None
+    context.check_hostname = full
+    return context

@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from curate.db.connect_args import ConnectArgs, connect_args
+from curate.db.connecting import guard_connections
 from curate.db.embedded import EmbeddedPostgres, start_embedded_postgres
+from curate.db.pooling import transaction_pooling_arguments
 
 if TYPE_CHECKING:  # at run time, curate.settings imports curate.db.connect_args
     from curate.settings import CurateSettings
@@ -61,6 +63,7 @@ class Database:
                 # and curate retries the statement (curate.engine.backoff).
                 connect_args=target.arguments,
             )
+            guard_connections(engine)
             self._engines[loop] = engine
             self._sessionmakers[loop] = async_sessionmaker(engine, expire_on_commit=False)
         return engine
@@ -91,17 +94,42 @@ class Database:
             self._url = self.settings.database_url
 
     async def connect_args(self) -> ConnectArgs:
-        """The URL without asyncpg's query parameters, and asyncpg's arguments: the URL's,
-        ``database_connect_args`` over them, curate's ``server_settings`` under theirs."""
-        server_settings = {"application_name": f"curate {self.settings.worker_id}"[:63]}
-        if self.settings.database_schema:
-            server_settings["search_path"] = f"{self.settings.database_schema},public"
-        return connect_args(await self.url(), self.settings.database_connect_args, server_settings)
+        """The engine's URL without asyncpg's query parameters, and asyncpg's arguments: the
+        URL's, ``database_connect_args`` over them, curate's ``server_settings`` under
+        theirs; through a transaction pooler, those of `curate.db.pooling` over all."""
+        url = await self.url()
+        if self.settings.database_pooling == "session":
+            return self._session_connect_args(url)
+        target = connect_args(url, self.settings.database_connect_args, self._server_settings())
+        pooled = transaction_pooling_arguments(self.settings.database_schema)
+        return ConnectArgs(target.url, {**target.arguments, **pooled})
+
+    @property
+    def can_listen(self) -> bool:
+        """Whether LISTEN has a session of its own: through ``listen_database_url``, or on
+        the database's own connections where no transaction pooler shares them."""
+        return (
+            self.settings.listen_database_url is not None
+            or self.settings.database_pooling == "session"
+        )
 
     async def asyncpg_arguments(self) -> dict[str, Any]:
-        """Keyword arguments of ``asyncpg.connect`` for a connection outside the engine's
-        pool (the LISTEN connection), opened as the engine opens its own."""
-        return (await self.connect_args()).for_asyncpg()
+        """Keyword arguments of ``asyncpg.connect`` for the LISTEN connection, outside the
+        engine's pool: to ``listen_database_url`` if set, else opened as the engine opens
+        its own in session mode."""
+        url = self.settings.listen_database_url or await self.url()
+        return self._session_connect_args(url).for_asyncpg()
+
+    def _session_connect_args(self, url: str) -> ConnectArgs:
+        server_settings = self._server_settings()
+        if self.settings.database_schema:
+            server_settings["search_path"] = f"{self.settings.database_schema},public"
+        return connect_args(url, self.settings.database_connect_args, server_settings)
+
+    def _server_settings(self) -> dict[str, str]:
+        """curate's startup parameters: ``application_name`` (a transaction pooler such as
+        PgBouncer tracks it per client)."""
+        return {"application_name": f"curate {self.settings.worker_id}"[:63]}
 
     async def _forget_closed_loops(self) -> None:
         for loop in [loop for loop in self._engines if loop.is_closed()]:

@@ -10,12 +10,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from asyncpg.exceptions import CannotConnectNowError, PostgresConnectionError
+from asyncpg.exceptions import CannotConnectNowError, InternalClientError, PostgresConnectionError
 from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
 from loguru import logger
 from sqlalchemy.exc import DBAPIError
 
+from curate.db.connecting import REFUSAL_SQLSTATES, error_chain, sqlstate
 from curate.engine.error_text import format_error
+from curate.errors import StatementTimeoutError
 
 T = TypeVar("T")
 
@@ -23,35 +25,36 @@ DELAYS_SECONDS = (0.25, 0.5, 1.0, 2.0, 4.0)
 """Waits between tries: about 8 s in all before giving up (leases hand the item back)."""
 
 
-CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
-"""Connection exceptions (class 08), and the server shutting down or starting up."""
+CONNECTION_SQLSTATES = ("08", "57P01", "57P02", *REFUSAL_SQLSTATES)
+"""Connection exceptions (class 08), the server shutting down, and the server refusing new
+connections (too many clients, starting up: `curate.db.connecting`)."""
 
 
 def is_connection_error(error: BaseException) -> bool:
-    """The database went away (or is restarting): trying again later may work.
+    """The database went away, restarted or refuses connections: later may work.
 
-    Looks through SQLAlchemy's and asyncpg's wrappers (``orig``, ``__cause__``).
+    Looks through SQLAlchemy's and asyncpg's wrappers (``orig``, ``__cause__``). asyncpg's
+    internal error (``another operation is in progress``) is one: a connection the server
+    ended while it sat idle can say that before it says it is closed. One of curate's
+    statements that ran out of time is not: its connection is fine.
     """
-    seen: BaseException | None = error
-    for _ in range(10):  # a wrapper chain is short; never follow a cycle for ever
-        if seen is None:
+    for cause in error_chain(error):
+        if isinstance(cause, StatementTimeoutError):
             return False
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
             return True
         if isinstance(
-            seen,
+            cause,
             OSError
             | ConnectionError
             | PostgresConnectionError
             | CannotConnectNowError
-            | AsyncpgInterfaceError,
+            | AsyncpgInterfaceError
+            | InternalClientError,
         ):
             return True
-        sqlstate = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(CONNECTION_SQLSTATES):
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
+    code = sqlstate(error)
+    return code is not None and code.startswith(CONNECTION_SQLSTATES)
 
 
 async def retry_on_connection_loss(

@@ -95,7 +95,7 @@ async def _claim_one_at_a_time(
     snapshot is taken after the last holder committed) puts the claims of one workflow
     in a line. It ends with the transaction, so a pooler in transaction mode is fine.
     """
-    async with ctx.sessionmaker() as session, session.begin():
+    async with ctx.own_transaction() as session:
         await session.execute(select(func.pg_advisory_xact_lock(ctx.binding.advisory_key("claim"))))
         return list((await session.execute(statement, params)).all())
 
@@ -104,6 +104,6 @@ async def _claimed_with(ctx: RunContext, token: str) -> list[ClaimedItem]:
     statement = ctx.statements.claimed_with
     if statement is None:
         return []
-    async with ctx.sessionmaker() as session:
+    async with ctx.own_transaction() as session:
         rows = (await session.execute(statement, ctx.statements.claimed_with_params(token))).all()
     return [ClaimedItem(id=row.id, attempt=row.attempt, claim=token) for row in rows]

@@ -57,3 +57,24 @@ class RunConfig:
     """Items per second the workflow may start, across all workers (None: no limit)."""
     batched_outcomes: bool = False
     """Write completions many at a time (see `curate.engine.batched`)."""
+
+
+@dataclass(frozen=True)
+class StatementLimits:
+    """How long curate's own statements may take (claims, outcomes, heartbeats, rescues),
+    so a lock held on a workflow's table (a migration) makes them give up and try again
+    later instead of queueing behind it, each holding a connection. 0 means no limit.
+
+    Applied per transaction or per call, never to a session, so they hold behind a pooler
+    in transaction mode and never reach a service's own statements: `StatementLimits`
+    goes to ``SET LOCAL`` in curate's own transactions, and ``statement_seconds`` to
+    asyncpg's per-call timeout on its one-statement writes (`curate.engine.driver`).
+    """
+
+    lock_seconds: float
+    statement_seconds: float
+
+    @property
+    def call_timeout(self) -> float | None:
+        """asyncpg's ``timeout=`` for a statement run on its own (None: no limit)."""
+        return self.statement_seconds or None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -11,10 +12,11 @@ from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from curate.engine.binding import TableBinding
-from curate.engine.config import RunConfig
+from curate.engine.config import RunConfig, StatementLimits
 from curate.engine.driver import DriverRow, execute_alone
 from curate.engine.hooks import ErrorHook, ItemHook, Observer
 from curate.sql import WorkflowStatements
+from curate.sql.limits import SET_LOCAL_LIMITS, set_local_limits_params
 
 ServiceFunction = Callable[[Any, AsyncSession], Awaitable[Any]]
 
@@ -30,6 +32,8 @@ class RunContext:
     service: ServiceFunction
     sessionmaker: async_sessionmaker[AsyncSession]
     worker_id: str
+    limits: StatementLimits
+    """The bounds of curate's own statements (`execute_alone`, `own_transaction`)."""
     item_hooks: tuple[ItemHook, ...] = ()
     """Wrap each item, outermost first: see `curate.engine.hooks`."""
     error_hooks: tuple[ErrorHook, ...] = ()
@@ -50,8 +54,21 @@ class RunContext:
         self, statement: Executable, params: Mapping[str, Any]
     ) -> list[DriverRow]:
         """Run one of curate's statements as its own transaction, through the driver
-        (`curate.engine.driver`); its rows (an UPDATE's RETURNING)."""
-        return await execute_alone(self.engine, statement, params)
+        (`curate.engine.driver`), within the statement limit; its rows (an UPDATE's
+        RETURNING)."""
+        return await execute_alone(self.engine, statement, params, self.limits.call_timeout)
+
+    @asynccontextmanager
+    async def own_transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction of curate's own, its statements within the limits
+        (``SET LOCAL``, which holds behind a transaction pooler too); committed at the end
+        of the block."""
+        async with self.sessionmaker() as session, session.begin():
+            limits = self.limits
+            if limits.lock_seconds or limits.statement_seconds:
+                params = set_local_limits_params(limits.lock_seconds, limits.statement_seconds)
+                await session.execute(SET_LOCAL_LIMITS, params)
+            yield session
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from curate.db.own_tables import HOW_TO_CREATE, MissingTable, missing_table
 from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.context import RunContext, RunResult
 from curate.engine.error_text import format_error
+from curate.engine.repeated_errors import log_error
 from curate.sql import controls as sql
 
 ASK_RETRY_DELAYS_SECONDS = (0.25, 1.0)
@@ -74,8 +75,11 @@ async def admit(
     except Exception as exc:
         message = format_error(exc)
         result.errors.append(message)
-        logger.error(
-            "cannot read {}, so not claiming; the next run asks again: {}", sql.TABLE, message
+        log_error(
+            ctx.engine,
+            ctx.name,
+            "claim",
+            f"cannot read {sql.TABLE}, so not claiming; the next run asks again: {message}",
         )
     return 0
 

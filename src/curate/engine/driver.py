@@ -5,8 +5,9 @@ Profiles of a no-op drain put SQLAlchemy's per-execution work (execution context
 proxy, connection wrapper events) at a third of an item's cost in the per-item mode.
 These statements are built once per workflow, so they are compiled once to the driver's
 SQL; each execution only converts the parameters, sends the statement on a pooled
-connection (outside a transaction: one statement is its own transaction) and converts
-the returned columns back through their SQLAlchemy types.
+connection (outside a transaction: one statement is its own transaction; inside one where
+a transaction pooler needs it, `curate.db.pooling`) and converts the returned columns
+back through their SQLAlchemy types.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Executable
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_, greenlet_spawn
 
+from curate.db.pooling import fetch_alone
 from curate.engine.backoff import is_connection_error
+from curate.errors import StatementTimeoutError
 
 Processor = Callable[[Any], Any] | None
 
@@ -115,26 +118,66 @@ def driver_statement(statement: Executable, dialect: Dialect) -> DriverStatement
 
 
 async def execute_alone(
-    engine: AsyncEngine, statement: Executable, params: Mapping[str, Any]
+    engine: AsyncEngine,
+    statement: Executable,
+    params: Mapping[str, Any],
+    cancel_after: float | None = None,
 ) -> list[DriverRow]:
     """Run ``statement`` as its own transaction on a pooled connection; its rows.
 
-    A broken connection means the server went away or restarted: every pooled connection
-    is then suspect, so the pool is replaced (what SQLAlchemy does itself when one of its
-    own executions meets a disconnect) and the caller's retry gets a fresh connection.
+    With ``cancel_after`` (seconds), a statement still running then is cancelled on the
+    server (asyncpg sends a cancel request, which a pooler passes on) and
+    `StatementTimeoutError` is raised; the connection goes back to the pool, usable.
     """
     compiled = driver_statement(statement, engine.dialect)
-    # The pool's own connection, without a SQLAlchemy Connection around it: it is never
-    # in a transaction, so handing it back needs no I/O.
-    raw = await engine.raw_connection()
+    records = await greenlet_spawn(
+        _fetch_on_pooled_connection,
+        engine.sync_engine,
+        compiled.sql,
+        compiled.arguments(params),
+        cancel_after,
+    )
+    return [compiled.row(record) for record in records]
+
+
+def _timed_out(exc: Exception, cancel_after: float | None) -> StatementTimeoutError | None:
+    """curate's error for asyncpg's own timeout of a call given ``cancel_after`` (it has
+    no errno; a network's TimeoutError has one); None for any other error."""
+    if cancel_after is None or not isinstance(exc, TimeoutError) or exc.errno is not None:
+        return None
+    return StatementTimeoutError(cancel_after)
+
+
+def _fetch_on_pooled_connection(
+    engine: Engine, sql: str, arguments: list[Any], cancel_after: float | None
+) -> list[Any]:
+    """Check out, run, check in, all inside SQLAlchemy's greenlet (`greenlet_spawn`).
+
+    The pool's own connection, without a SQLAlchemy Connection around it (the statement
+    leaves no transaction open). Handing it back may close it (an overflow connection when
+    the pool is full), and invalidating it closes it: that I/O must run here, where
+    SQLAlchemy can await, or the connection is dropped unclosed.
+
+    A broken connection means the server went away or restarted: as SQLAlchemy does for
+    its own executions, this connection is thrown away and every pooled connection older
+    than it is replaced at its next checkout, so the caller's retry gets a fresh one. A
+    cancelled statement (the task was cancelled) leaves its connection mid-protocol: it is
+    thrown away too, never handed to the next caller.
+    """
+    raw = engine.raw_connection()
     try:
         driver: Any = raw.driver_connection
-        records = await driver.fetch(compiled.sql, *compiled.arguments(params))
+        records = await_(fetch_alone(driver, sql, *arguments, timeout=cancel_after))
     except Exception as exc:
+        timed_out = _timed_out(exc, cancel_after)
+        if timed_out is not None:
+            raise timed_out from exc
         if is_connection_error(exc):
-            await greenlet_spawn(raw.invalidate, exc)
-            await engine.dispose(close=False)
+            engine.pool._invalidate(raw, exc)
+        raise
+    except BaseException as exc:
+        raw.invalidate(exc)
         raise
     finally:
         raw.close()
-    return [compiled.row(record) for record in records]
+    return records

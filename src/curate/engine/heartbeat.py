@@ -21,6 +21,7 @@ from loguru import logger
 
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
+from curate.engine.repeated_errors import log_error, log_recovery
 
 
 class Heartbeat:
@@ -67,7 +68,7 @@ class Heartbeat:
         params = statements.heartbeat_params(claims, timedelta(seconds=ctx.config.lease_seconds))
         still: list[Any] = []
         try:
-            async with ctx.sessionmaker() as session, session.begin():
+            async with ctx.own_transaction() as session:
                 rows = (await session.execute(statements.heartbeat, params)).all()
                 missed = _missed(claims, rows)
                 if missed:
@@ -76,9 +77,11 @@ class Heartbeat:
                             statements.still_held, statements.still_held_params(missed)
                         )
                     )
-        except Exception as exc:
-            logger.warning("heartbeat failed, the next one retries: {}", format_error(exc))
+        except Exception as exc:  # said once while it keeps failing the same way
+            line = f"heartbeat failed, the next one retries: {format_error(exc)}"
+            log_error(ctx.engine, ctx.name, "heartbeat", line)
             return
+        log_recovery(ctx.engine, ctx.name, "heartbeat")
         if missed:
             self._log_missed(missed, set(_pairs(still)))
 

@@ -26,6 +26,7 @@ from curate.engine.executor import execute_item
 from curate.engine.heartbeat import Heartbeat
 from curate.engine.hooks import notify_observers
 from curate.engine.outcome import Outcome, release_unstarted
+from curate.engine.repeated_errors import log_error, log_recovery
 
 _COUNTERS = {
     Outcome.COMPLETED: "completed",
@@ -161,8 +162,11 @@ async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[Claimed
     except Exception as exc:
         message = format_error(exc)
         result.errors.append(message)
-        logger.error("claim failed, the next run tries again: {}", message)
+        log_error(
+            ctx.engine, ctx.name, "claim", f"claim failed, the next run tries again: {message}"
+        )
         return []
+    log_recovery(ctx.engine, ctx.name, "claim")
     seconds = time.monotonic() - started
     notify_observers(ctx.observers, lambda o: o.claimed(ctx.name, len(batch), seconds))
     return batch

@@ -34,8 +34,9 @@ def channel_for(workflow_name: str) -> str:
 class Notifier:
     """Listens on the channels of ``workflows`` and calls ``wake(name)`` for each NOTIFY.
 
-    ``connect_args`` gives ``asyncpg.connect``'s keyword arguments when connecting (the same
-    as the engine's connections get; it may start the embedded server).
+    ``connect_args`` gives ``asyncpg.connect``'s keyword arguments when connecting (those of
+    ``CURATE_LISTEN_DATABASE_URL`` beside a transaction pooler, else the same as the
+    engine's connections get; it may start the embedded server).
     """
 
     def __init__(

@@ -16,6 +16,8 @@ from curate.clock import clock
 from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
+from curate.engine.repeated_errors import log_error, log_recovery
+from curate.errors import NonRetryableError
 
 
 class Outcome(enum.Enum):
@@ -39,6 +41,8 @@ async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedIt
     """
     params = ctx.statements.complete_params(item.id, item.claim, item.attempt)
     if session.in_transaction():
+        # The statement limits are not set here (a SET LOCAL costs a round trip per item):
+        # behind a lock, the row's own UPDATE waits as the service's statements do.
         row = (await session.execute(ctx.statements.complete, params)).first()
         if row is None:
             await session.rollback()
@@ -68,7 +72,10 @@ async def record_failure(ctx: RunContext, item: ClaimedItem, error: BaseExceptio
     if retry:
         logger.warning("attempt {} failed, retry in {:.1f} s: {}", item.attempt, delay, message)
         return Outcome.RETRIED
-    logger.opt(exception=error).error("failed: {}", message)
+    # A NonRetryableError is the service's own verdict (as Celery's expected exceptions):
+    # its message says it all. Anything else may be a bug: where it happened goes along.
+    expected = isinstance(error, NonRetryableError)
+    logger.opt(exception=None if expected else error).error("failed: {}", message)
     return Outcome.FAILED
 
 
@@ -137,13 +144,14 @@ async def _write_failure(
 
     try:
         written = await retry_on_connection_loss(write, "recording the failure")
-    except Exception as exc:
-        logger.error(
-            "could not record the failure ({}): {}; the lease expiry will hand the item back",
-            message,
-            format_error(exc),
+    except Exception as exc:  # the same for every item of a locked table: said once
+        line = (
+            f"could not record the failure ({message}): {format_error(exc)}; the lease expiry"
+            " will hand the item back"
         )
+        log_error(ctx.engine, ctx.name, "outcome", line)
         return Outcome.UNRECORDED
+    log_recovery(ctx.engine, ctx.name, "outcome")
     return Outcome.DROPPED if written is None else None
 
 
@@ -156,7 +164,7 @@ async def release_unstarted(ctx: RunContext, items: list[ClaimedItem]) -> None:
     """Hand claimed items that never started back to Queued (shutdown), in one transaction."""
 
     async def write() -> None:
-        async with ctx.sessionmaker() as session, session.begin():
+        async with ctx.own_transaction() as session:
             for item in items:
                 await session.execute(
                     ctx.statements.release,

@@ -45,7 +45,7 @@ async def rescue_expired(ctx: RunContext) -> list[Rescued] | None:
     params = ctx.statements.rescue_params(
         ctx.config.retry.max_attempts, timedelta(seconds=stale) if stale is not None else None
     )
-    async with ctx.sessionmaker() as session, session.begin():
+    async with ctx.own_transaction() as session:
         locked = await session.scalar(
             select(func.pg_try_advisory_xact_lock(advisory_lock_key(ctx)))
         )
