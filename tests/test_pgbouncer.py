@@ -47,7 +47,10 @@ pytestmark = pytest.mark.pgbouncer
 
 WORKERS = 4
 """Each with a pool of 5: up to 40 client connections over PgBouncer's 5 server ones."""
-LEASE = {"lease_seconds": 0.5, "heartbeat_seconds": 0.1}
+LEASE = {"lease_seconds": 1.5, "heartbeat_seconds": 0.2}
+"""Short enough for the long item to outlive three, long enough that a beat queued behind
+PgBouncer's five server connections on a loaded 2-core machine still lands in time (at
+0.5 s, CI once saw leases lapse and batched items run twice)."""
 PICKUP_OFF = "instant pick-up is off"
 
 
