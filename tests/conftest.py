@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import curate
 from curate import scheduling
-from tests.models import Base
+from tests.helpers import configured
 from tests.pgbouncer import PgBouncer, missing_pgbouncer, start_pgbouncer
 
 
@@ -75,12 +75,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 async def runtime(settings: curate.CurateSettings) -> AsyncIterator[curate.Runtime]:
-    rt = curate.configure(settings)
-    engine = await rt.database.engine()
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield rt
-    await rt.database.dispose()
+    async with configured(settings) as rt:
+        yield rt
 
 
 @pytest.fixture

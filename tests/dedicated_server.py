@@ -13,13 +13,14 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from tests.helpers import free_port
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 TRUST_HBA = ("local all all trust", "host all all 127.0.0.1/32 trust")
@@ -66,7 +67,7 @@ def dedicated_server(
         if owner is not None:
             os.chown(root, owner.pw_uid, owner.pw_gid)
         _run(owner, BIN / "initdb", "-D", data_dir, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        port = _free_port()
+        port = free_port()
         settings = [
             f"port = {port}",
             "listen_addresses = '127.0.0.1'",
@@ -110,11 +111,3 @@ def _write(owner: pwd.struct_passwd | None, path: Path, content: str | bytes) ->
     path.chmod(0o600)
     if owner is not None:
         os.chown(path, owner.pw_uid, owner.pw_gid)
-
-
-def _free_port() -> int:
-    """A port of 127.0.0.1 nobody listens on now (the server binds it right after)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,7 +15,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
 from curate import ProcessingStatus
-from tests.models import Effect, Item
+from tests.models import Base, Effect, Item
+
+
+@asynccontextmanager
+async def configured(settings: curate.CurateSettings) -> AsyncIterator[curate.Runtime]:
+    """curate configured with ``settings``, the test tables created; closed afterwards."""
+    runtime = curate.configure(settings)
+    try:
+        async with (await runtime.database.engine()).begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 nobody listens on now (the server under test binds it next)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 async def insert_items(

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from tests.helpers import free_port
+
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
 POOL_SIZE = 5
 """Server connections per database and user: fewer than the tests' clients."""
@@ -62,7 +64,7 @@ def start_pgbouncer(server_host: str, server_port: int) -> Iterator[PgBouncer]:
     owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
     directory = Path(tempfile.mkdtemp(prefix="curate-pgbouncer-"))
     try:
-        port = _free_port()
+        port = free_port()
         config = directory / "pgbouncer.ini"
         (directory / "users.txt").write_text('"postgres" ""\n')
         config.write_text(
@@ -102,14 +104,6 @@ def start_pgbouncer(server_host: str, server_port: int) -> Iterator[PgBouncer]:
             _stop(pid)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def _free_port() -> int:
-    """A port of 127.0.0.1 nobody listens on now (PgBouncer binds it right after)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _wait_for_pid(pidfile: Path) -> int:

@@ -4,8 +4,6 @@ CURATE_DATABASE_CONNECT_ARGS; anything else is refused before a connection is tr
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,8 @@ import curate
 from curate import ConfigurationError, CurateSettings, Workflow, scheduling
 from curate.db.connect_args import SETTINGS_PARAMETERS, URL_PARAMETERS
 from curate.testing import wait_until
-from tests.helpers import insert_items, noop, status_counts
-from tests.models import Base, Item
+from tests.helpers import configured, insert_items, noop, status_counts
+from tests.models import Item
 
 DOCS = Path(__file__).parent.parent / "docs"
 
@@ -27,18 +25,6 @@ DOCS = Path(__file__).parent.parent / "docs"
 def with_query(url: str, **parameters: str) -> str:
     """``url`` with ``parameters`` added to its query."""
     return make_url(url).update_query_dict(parameters).render_as_string(hide_password=False)
-
-
-@asynccontextmanager
-async def configured(settings: CurateSettings) -> AsyncIterator[curate.Runtime]:
-    """curate configured with ``settings``, the test tables created; closed afterwards."""
-    runtime = curate.configure(settings)
-    try:
-        async with (await runtime.database.engine()).begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        yield runtime
-    finally:
-        await runtime.close()
 
 
 async def asyncpg_connection(engine: AsyncEngine) -> Any:

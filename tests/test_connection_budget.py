@@ -20,8 +20,8 @@ import curate
 from curate.engine.backoff import is_connection_error
 from curate.engine.driver import execute_alone
 from curate.testing import wait_until
-from tests.helpers import effects_per_item, insert_items, status_counts
-from tests.models import Base, Effect, Item
+from tests.helpers import configured, effects_per_item, insert_items, status_counts
+from tests.models import Effect, Item
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 
@@ -43,19 +43,11 @@ def worker_id() -> str:
 async def small_pool(
     database_url: str, schema: str, worker_id: str
 ) -> AsyncIterator[curate.Runtime]:
-    runtime = curate.configure(
-        curate.CurateSettings(
-            database_url=database_url,
-            database_schema=schema,
-            worker_id=worker_id,
-            pool_size=POOL_SIZE,
-        )
+    settings = curate.CurateSettings(
+        database_url=database_url, database_schema=schema, worker_id=worker_id, pool_size=POOL_SIZE
     )
-    engine = await runtime.database.engine()
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield runtime
-    await runtime.close()
+    async with configured(settings) as runtime:
+        yield runtime
 
 
 async def server_connections(admin: AsyncEngine, worker_id: str) -> int:

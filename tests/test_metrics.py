@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from curate import ProcessingStatus, RetryPolicy, Workflow
 from curate.contrib.fastapi_metrics import metrics_router
 from curate.metrics import CurateMetrics, install_metrics, refresh_queue_gauges, start_exporter
 from curate.testing import wait_until
-from tests.helpers import insert_items
+from tests.helpers import free_port, insert_items
 from tests.models import Item
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,13 +213,6 @@ async def test_metrics_lifespan_attaches_the_metrics_at_start(
         metrics = install_metrics(runtime)
         assert runtime.item_hooks == [metrics.item_hook]
         assert runtime.observers == [metrics]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_curate_run_serves_metrics(

@@ -26,7 +26,7 @@ from curate.db.own_tables import create_own_tables
 from curate.engine.driver import execute_alone
 from curate.testing import wait_until
 from tests.dedicated_server import DedicatedServer, dedicated_server
-from tests.helpers import effects_per_item, insert_items, item_row, status_counts
+from tests.helpers import configured, effects_per_item, insert_items, item_row, status_counts
 from tests.models import Base, Effect, Item
 from tests.pgbouncer import PgBouncer
 
@@ -129,22 +129,17 @@ async def limited(
     if request.param == "pgbouncer":
         bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
         url, pooling = bouncer.url(database_url), "transaction"
-    runtime = curate.configure(
-        curate.CurateSettings(
-            database_url=url,
-            database_pooling=pooling,
-            database_schema=schema,
-            worker_id=worker_id(),
-            pool_size=2,
-            lock_timeout_seconds=LOCK_SECONDS,
-            statement_timeout_seconds=STATEMENT_SECONDS,
-        )
+    settings = curate.CurateSettings(
+        database_url=url,
+        database_pooling=pooling,
+        database_schema=schema,
+        worker_id=worker_id(),
+        pool_size=2,
+        lock_timeout_seconds=LOCK_SECONDS,
+        statement_timeout_seconds=STATEMENT_SECONDS,
     )
-    engine = await runtime.database.engine()
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield runtime
-    await runtime.close()
+    async with configured(settings) as runtime:
+        yield runtime
 
 
 @asynccontextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,18 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import curate
 from curate.testing import wait_until
 from tests.executions import ExecutionTable
-from tests.helpers import effects_per_item, insert_items, status_counts
+from tests.helpers import effects_per_item, free_port, insert_items, status_counts
 from tests.models import Item
 from tests.multiworker_app import work
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def start_uvicorn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
