@@ -145,11 +145,10 @@ def test_configuration_errors_exit_2_without_a_traceback() -> None:
     assert "Traceback" not in result.output
 
 
-async def test_curate_demo_command(database_url: str, schema: str) -> None:
-    curate_script = Path(sys.executable).with_name("curate")
-    env = {**os.environ, "CURATE_DATABASE_URL": database_url, "CURATE_DATABASE_SCHEMA": schema}
+async def curate_demo(env: dict[str, str]) -> tuple[str, str]:
+    """``curate demo --domains 3`` with ``env``: its output and its log (it must succeed)."""
     process = await asyncio.create_subprocess_exec(
-        str(curate_script),
+        str(Path(sys.executable).with_name("curate")),
         "demo",
         "--domains",
         "3",
@@ -158,10 +157,14 @@ async def test_curate_demo_command(database_url: str, schema: str) -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    output = stdout.decode()
     assert process.returncode == 0, stderr.decode()[-3000:]
+    return stdout.decode(), stderr.decode()
+
+
+async def test_curate_demo_command(database_url: str, schema: str) -> None:
+    env = {**os.environ, "CURATE_DATABASE_URL": database_url, "CURATE_DATABASE_SCHEMA": schema}
+    output, logged = await curate_demo(env)
     assert "curate demo: 3 domains, pipeline drained in" in output
-    logged = stderr.decode()
     assert "Traceback" not in logged and "Exception closing connection" not in logged, logged
     assert "NonRetryableError: malformed sitemap XML" in logged  # one line, on purpose
     rows = {line.split()[0]: line.split()[1:4] for line in output.splitlines()[3:]}

@@ -14,11 +14,9 @@ import asyncio
 import json
 import os
 import re
-import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -34,6 +32,7 @@ from tests.helpers import effects_per_item, insert_items, noop, status_counts, w
 from tests.models import Base, Effect, Item, SeedStatus
 from tests.pgbouncer import POOL_SIZE, PgBouncer
 from tests.test_cli import Curate, cli  # noqa: F401 (fixture)
+from tests.test_demo import curate_demo
 from tests.test_fastapi import client, insert_rows, router_app
 from tests.test_seed_compat import (
     children,
@@ -331,23 +330,6 @@ async def test_the_test_harness(runtime: curate.Runtime, engine: AsyncEngine) ->
 # --- the demo ---------------------------------------------------------------------------------
 
 
-async def curate_demo(env: dict[str, str]) -> str:
-    """``curate demo --domains 3`` with ``env``: its whole output (it must succeed)."""
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("curate")),
-        "demo",
-        "--domains",
-        "3",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    output = out.decode()
-    assert process.returncode == 0, output[-3000:]
-    return output
-
-
 def summary(output: str) -> list[str]:
     """The demo's table: per workflow, rows complete and in error. (Its retried column
     counts the runs that returned by the time the pipeline drained, so it may lag.)"""
@@ -361,10 +343,10 @@ async def test_the_demo_drains_as_it_does_directly(
     """The same counts as on a direct connection, each flaky article retried once, and no
     traceback (the demo's malformed sitemap is a NonRetryableError: one line)."""
     direct = {**os.environ, "CURATE_DATABASE_URL": database_url, "CURATE_DATABASE_SCHEMA": schema}
-    direct_output = await curate_demo(direct)
+    direct_output = "".join(await curate_demo(direct))
     assert settings.database_url is not None
     bounced = {**direct, "CURATE_DATABASE_URL": settings.database_url}
-    output = await curate_demo({**bounced, "CURATE_DATABASE_POOLING": "transaction"})
+    output = "".join(await curate_demo({**bounced, "CURATE_DATABASE_POOLING": "transaction"}))
 
     assert len(summary(output)) == 3
     assert summary(output) == summary(direct_output)
