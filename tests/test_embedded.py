@@ -81,3 +81,22 @@ def test_close_stops_it_and_a_killed_user_does_not_keep_it_running(tmp_path: Pat
     last = run_with_embedded(data_dir)  # attaches, then is the last live user at exit
     assert last.returncode == 0, last.stderr
     assert not (data_dir / "postmaster.pid").exists()
+
+
+def test_a_command_says_once_that_the_embedded_server_runs(tmp_path: Path) -> None:
+    """``db upgrade`` and ``requeue`` open the database twice (their check, then the work):
+    one server, so one line."""
+    curate_command = str(Path(sys.executable).parent / "curate")
+    env = {**ENV, "HOME": str(tmp_path), "CURATE_EMBEDDED_DATA_DIR": str(tmp_path / "pgdata")}
+    running = "embedded PostgreSQL running"
+    for command in (["db", "upgrade"], ["requeue", "sitemap_import", "--errors"]):
+        done = subprocess.run(
+            [curate_command, *command],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,  # the demo's project
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.count(running) == 1, done.stderr

@@ -24,9 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import curate
 from curate import scheduling
 from curate.contrib.fastapi import curate_lifespan
+from curate.db.own_tables import MissingTable, missing_table
 from curate.engine.error_text import format_error
 from curate.preflight import database_problem
 from tests.cli_app import work
+from tests.helpers import configured
 from tests.test_cli import Result, start
 
 NO_SUCH_DATABASE = "curate_no_such_database"
@@ -34,7 +36,11 @@ NO_SUCH_ROLE = "curate_no_such_role"
 
 
 def fix(schema: str) -> str:
-    return f"in schema {schema}; run curate db upgrade (is CURATE_DATABASE_SCHEMA right?)"
+    return (
+        f"in schema {schema}; if the app's tables are in another schema, set"
+        f" CURATE_DATABASE_SCHEMA to it; else migrate schema {schema} (curate db upgrade,"
+        " with that same setting)"
+    )
 
 
 async def curate_cli(env: dict[str, str], *args: str) -> Result:
@@ -187,8 +193,11 @@ async def test_app_with_a_missing_column_starts_and_says_so_once(
     started = f"workflow work: table items has no column work_attempts {fix(schema)}"
     assert at("ERROR", "", logged)[0] == f"ERROR {started}\n", logged
     assert len(failing) == 1, failing  # once, however many runs fail the same way
-    assert failing[0].startswith("ERROR claim failed, the next run tries again: ")
-    assert failing[0].endswith("Error: column items.work_attempts does not exist\n")
+    assert failing[0] == (
+        "ERROR [work] claim failed, the next run tries again: UndefinedColumnError:"
+        f" column items.work_attempts does not exist (schema searched: {schema};"
+        f" {fix(schema).split('; ', 1)[1]})\n"
+    )
     assert len(repeated) >= 3 and repeated[-1].endswith(" times in a row)\n"), repeated
     assert at("INFO", "claim works again after", logged), logged
     for line in logged:  # one line each, and never SQLAlchemy's statement dump
@@ -247,6 +256,38 @@ async def test_a_migrated_database_starts_quietly(
         assert scheduling.get_scheduler().get_job(work.job_id) is not None
         await scheduling.job_for(work, curate.get_runtime())()
         assert at("ERROR", "", leveled_log) == []  # (before the shutdown, which is not checked)
+
+
+async def test_a_run_names_the_schema_searched_even_one_that_does_not_exist(
+    settings: curate.CurateSettings, schema: str
+) -> None:
+    """A forgotten or mistyped CURATE_DATABASE_SCHEMA: the run's error and the missing own
+    table name the schema searched, not ``public`` where PostgreSQL looked next."""
+    absent = f"{schema}_typo"
+    async with configured(settings) as runtime:  # the legitimate schema first
+        done = await work.run()
+        assert done.errors == [] and await missing_table(
+            await runtime.database.engine(), "no_such_table"
+        ) == MissingTable("no_such_table", schema, first_look=True)
+
+    typo = settings.model_copy(update={"database_schema": absent})
+    runtime = curate.configure(typo)
+    try:
+        failed = await work.run()
+        engine = await runtime.database.engine()
+        missing = await missing_table(engine, "curate_workflow_controls")
+    finally:
+        await runtime.close()
+    assert failed.errors == [
+        'UndefinedTableError: relation "items" does not exist'
+        f" (schema searched: {absent}; if the app's tables are in another schema, set"
+        f" CURATE_DATABASE_SCHEMA to it; else migrate schema {absent} (curate db upgrade,"
+        " with that same setting))"
+    ]
+    assert missing is not None and str(missing) == (
+        f"curate's table curate_workflow_controls does not exist in schema {absent}"
+    )
+    assert missing.how_to_create.startswith(f"create curate's tables in schema {absent} ")
 
 
 # --- the texts -------------------------------------------------------------------------------

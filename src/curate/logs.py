@@ -1,7 +1,11 @@
-"""Logging set-up for apps and the CLI; importing curate configures nothing.
+"""curate's logger, and logging set-up for apps and the CLI; importing curate configures
+nothing.
 
 curate logs through loguru with ``workflow``, ``item_id``, ``attempt`` and ``worker`` (the
-worker id) bound to each record of an item (``workflow`` and ``worker`` to a run's).
+worker id) bound to each record of an item (``workflow`` and ``worker`` to a run's). Its
+own lines (`logger`, which every curate module logs with) also carry that context at the
+start of the message (``[work 42 attempt 1] failed: ...``), so they say where in any
+set-up: loguru's default sink, an app's own sinks, standard logging.
 `configure_logging` installs one stderr sink showing them, as text or as one JSON object
 per line (``json=True``, for log shippers; the fields are under ``record.extra``), and
 routes the standard library's loggers (APScheduler, SQLAlchemy, Alembic) into loguru.
@@ -16,7 +20,7 @@ import sys
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
+from loguru import logger as loguru_logger
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -43,10 +47,10 @@ class _InterceptHandler(logging.Handler):
         if _handing_over.get():  # one of curate's: loguru's sinks have had it
             return
         try:
-            level: str | int = logger.level(record.levelname).name
+            level: str | int = loguru_logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
+        loguru_logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
 
 
 def _context(extra: dict[str, Any]) -> str:
@@ -58,7 +62,22 @@ def _context(extra: dict[str, Any]) -> str:
 
 
 def _add_context(record: Record) -> None:
+    """`configure_logging`'s patcher: the context its format shows (an app's own lines
+    logged within an item's context get it too)."""
     record["extra"]["context"] = _context(record["extra"])
+
+
+def _context_into_message(record: Record) -> None:
+    """Put the context at the start of one of curate's messages, where every sink shows
+    it; and none in ``extra["context"]``, which `configure_logging`'s format would add
+    again (its patcher runs before this one)."""
+    record["message"] = _context(record["extra"]) + record["message"]
+    record["extra"]["context"] = ""
+
+
+logger = loguru_logger.patch(_context_into_message)
+"""The logger of curate's own modules: loguru's, each message prefixed with its context.
+A patched logger of our own, so loguru's global configuration is left to the app."""
 
 
 def configure_logging(level: str = "INFO", json: bool = False) -> None:
@@ -66,13 +85,13 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     into loguru. Propagation to standard logging, if on, stays on."""
     global _propagation_sink
     propagating = _propagation_sink is not None
-    logger.remove()
+    loguru_logger.remove()
     _propagation_sink = None
-    logger.configure(patcher=_add_context)
+    loguru_logger.configure(patcher=_add_context)
     if json:
-        logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
+        loguru_logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
     else:
-        logger.add(sys.stderr, level=level, format=FORMAT, backtrace=False, diagnose=False)
+        loguru_logger.add(sys.stderr, level=level, format=FORMAT, backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)
     # curate's scheduler listeners report job errors, missed and skipped runs in context;
     # APScheduler's own lines about them would say the same twice.
@@ -83,13 +102,12 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
 
 class _PropagateHandler(logging.Handler):
     """loguru's documented propagation: each record to the standard logger of its name
-    (``curate.engine.outcome``, ...), with curate's context added."""
+    (``curate.engine.outcome``, ...), its context also as ``curate_<key>`` attributes."""
 
     def emit(self, record: logging.LogRecord) -> None:
         extra: dict[str, Any] = getattr(record, "extra", {})
         for key in CONTEXT_KEYS:
             setattr(record, f"curate_{key}", extra.get(key))
-        record.msg = _context(extra) + str(record.msg)
         record.exc_text = None  # loguru's "do not format it": the message has no traceback
         handing_over = _handing_over.set(True)
         try:
@@ -127,9 +145,9 @@ def propagate_to_logging(enabled: bool = True) -> None:
     """
     global _propagation_sink
     if enabled and _propagation_sink is None:
-        _propagation_sink = logger.add(
+        _propagation_sink = loguru_logger.add(
             _PropagateHandler(), level=0, format=_message_only, filter=_is_curates
         )
     elif not enabled and _propagation_sink is not None:
-        logger.remove(_propagation_sink)
+        loguru_logger.remove(_propagation_sink)
         _propagation_sink = None

@@ -27,7 +27,6 @@ import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 
-from loguru import logger
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -40,6 +39,7 @@ from prometheus_client import (
 from curate.engine.error_text import format_error
 from curate.engine.hooks import ItemEvent
 from curate.engine.outcome import Outcome
+from curate.logs import logger
 from curate.runtime import Runtime
 from curate.workflow import Workflow
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, Row, SmallInteger, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from curate.db.own_tables import HOW_TO_CREATE, missing_table
+from curate.db.own_tables import missing_table
 from curate.errors import ConfigurationError
 from curate.sql import RequeueSelection
 from curate.sql import controls as controls_sql
@@ -266,4 +266,4 @@ async def _require_controls(engine: AsyncEngine, refused: str) -> None:
     table is missing: it comes from a migration, never from the app's role."""
     missing = await missing_table(engine, controls_sql.TABLE)
     if missing is not None:
-        raise ConfigurationError(f"{refused}: {missing}; {HOW_TO_CREATE}")
+        raise ConfigurationError(f"{refused}: {missing}; {missing.how_to_create}")

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from loguru import logger
 from sqlalchemy import Row, TextClause
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from curate.db.own_tables import HOW_TO_CREATE, missing_table
+from curate.db.own_tables import missing_table
 from curate.engine.error_text import format_error
 from curate.errors import ConfigurationError
+from curate.logs import logger
 from curate.runtime import Runtime
 from curate.scheduling import EPOCH, CronSchedule, IntervalSchedule, Schedule
 from curate.sql import periodic as sql
@@ -256,7 +256,7 @@ class PeriodicRunner:
                 "periodic job {} does not run: {}, which records who runs each time; {}",
                 self.job.name,
                 missing,
-                HOW_TO_CREATE,
+                missing.how_to_create,
             )
         return False
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loguru import logger
 from sqlalchemy.engine import make_url
 
 from curate.db import Database
 from curate.db.connecting import sqlstate
+from curate.db.schema_searched import first_schema, migration_fix
 from curate.engine.backoff import is_connection_error
 from curate.engine.binding import TableBinding
 from curate.engine.error_text import format_error
 from curate.errors import ConfigurationError, DatabaseUnavailableError
+from curate.logs import logger
 from curate.sql import TABLE_COLUMNS, table_columns_params
-from curate.sql.own_tables import CURRENT_SCHEMA
 from curate.workflow import Workflow
 
 REJECTIONS = {
@@ -85,15 +85,9 @@ async def unmigrated(database: Database, workflows: Sequence[Workflow]) -> Unmig
     """Which ``workflows`` lack their table or columns in the schema searched
     (``CURATE_DATABASE_SCHEMA``, else the search_path's first). Connects, so it raises what
     connecting raises (see `database_problem`)."""
-    configured = database.settings.database_schema
-    fix = "run curate db upgrade " + (
-        "(is CURATE_DATABASE_SCHEMA right?)"
-        if configured
-        else "(or set CURATE_DATABASE_SCHEMA to the schema that has it)"
-    )
     problems = []
     async with (await database.engine()).connect() as connection:
-        searched = configured or await connection.scalar(CURRENT_SCHEMA)
+        searched = await first_schema(connection)
         for workflow in workflows:
             table = workflow.binding.table
             where = f"in schema {table.schema or searched}"
@@ -107,7 +101,7 @@ async def unmigrated(database: Database, workflows: Sequence[Workflow]) -> Unmig
             else:
                 continue
             problems.append(f"workflow {workflow.name}: {problem}")
-    return Unmigrated(tuple(problems), fix)
+    return Unmigrated(tuple(problems), migration_fix(searched))
 
 
 async def check_at_start(

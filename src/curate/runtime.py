@@ -11,10 +11,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from loguru import logger
-
 from curate.clock import clock
 from curate.db import Database
+from curate.db.schema_searched import where_undefined
 from curate.engine.config import RunConfig, StatementLimits
 from curate.engine.context import RunContext, RunResult, ServiceFunction
 from curate.engine.error_text import format_error
@@ -24,6 +23,7 @@ from curate.engine.notifier import Notifier
 from curate.engine.pickup import Pickup
 from curate.engine.repeated_errors import log_error, log_recovery
 from curate.engine.rescuer import rescue_expired
+from curate.logs import logger
 from curate.settings import CurateSettings, WorkflowSettings
 from curate.workflow import Workflow
 
@@ -270,7 +270,8 @@ class Runtime:
             try:
                 rescued = await rescue_expired(await self.context(workflow, config))
             except Exception as exc:
-                line = f"rescue failed, the next one retries: {format_error(exc)}"
+                said = format_error(exc) + await where_undefined(engine, exc)
+                line = f"rescue failed, the next one retries: {said}"
                 log_error(engine, workflow.name, "rescue", line)
                 continue
             log_recovery(engine, workflow.name, "rescue")

@@ -11,9 +11,8 @@ import asyncio
 import signal
 from collections.abc import Sequence
 
-from loguru import logger
-
 from curate import scheduling
+from curate.logs import logger
 from curate.runtime import Runtime, get_runtime
 from curate.workflow import Workflow
 

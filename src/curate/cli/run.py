@@ -4,7 +4,6 @@ web process, and ``--once`` for cron jobs and tests."""
 from __future__ import annotations
 
 import click
-from loguru import logger
 
 import curate
 from curate.cli.common import (
@@ -15,6 +14,7 @@ from curate.cli.common import (
     run,
     workflow_option,
 )
+from curate.logs import logger
 from curate.preflight import safe_url
 from curate.runtime import WorkflowStats
 from curate.worker import run_burst, run_worker

@@ -24,13 +24,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from loguru import logger
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_
 
 from curate.errors import ConfigurationError
+from curate.logs import logger
 
 REFUSAL_SQLSTATES = ("53300", "57P03")
 """too_many_connections, cannot_connect_now."""

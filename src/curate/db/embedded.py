@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from loguru import logger
 from sqlalchemy.engine import make_url
 
 from curate.errors import DatabaseUnavailableError
+from curate.logs import logger
 
 EMBEDDED_DATABASE = "postgres"
+
+_announced: set[Path] = set()
+"""The data directories whose server this process has said is running."""
 
 
 class EmbeddedPostgres:
@@ -54,7 +57,11 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
                 " Set CURATE_DATABASE_URL to use a server of your own."
             ) from exc
     url = make_url(server.get_uri(EMBEDDED_DATABASE)).set(drivername="postgresql+asyncpg")
-    logger.info("embedded PostgreSQL running, data directory {}", data_dir)
+    # A command may open the database twice (the CLI's check, then Alembic's env.py):
+    # the server is the same, so it is news once.
+    level = "DEBUG" if data_dir in _announced else "INFO"
+    _announced.add(data_dir)
+    logger.log(level, "embedded PostgreSQL running, data directory {}", data_dir)
     return EmbeddedPostgres(server, url.render_as_string(hide_password=False))
 
 

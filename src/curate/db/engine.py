@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +21,7 @@ from curate.db.connect_args import ConnectArgs, connect_args
 from curate.db.connecting import guard_connections
 from curate.db.embedded import EmbeddedPostgres, start_embedded_postgres
 from curate.db.pooling import transaction_pooling_arguments
+from curate.logs import logger
 
 if TYPE_CHECKING:  # at run time, curate.settings imports curate.db.connect_args
     from curate.settings import CurateSettings

@@ -15,12 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from curate.db.schema_searched import first_schema
 from curate.sql import own_tables as sql
-
-HOW_TO_CREATE = (
-    "create curate's tables with `curate db upgrade`,"
-    " or curate.migrations.create_curate_tables() in a migration"
-)
 
 
 @dataclass(frozen=True)
@@ -29,12 +25,20 @@ class MissingTable:
 
     table: str
     schema: str
-    """The first schema of the search_path: where the table belongs."""
+    """The schema searched first (`first_schema`): where the table belongs."""
     first_look: bool
     """This is the first look on the engine that found it missing: the time to say so."""
 
     def __str__(self) -> str:
         return f"curate's table {self.table} does not exist in schema {self.schema}"
+
+    @property
+    def how_to_create(self) -> str:
+        return (
+            f"create curate's tables in schema {self.schema} (curate db upgrade,"
+            " or curate.migrations.create_curate_tables() in a migration); if the app's"
+            " tables are in another schema, set CURATE_DATABASE_SCHEMA to it"
+        )
 
 
 _answers: weakref.WeakKeyDictionary[Engine, dict[str, MissingTable | None]] = (
@@ -57,8 +61,8 @@ async def missing_table(engine: AsyncEngine, table: str) -> MissingTable | None:
         if await connection.scalar(sql.TABLE_EXISTS, sql.table_exists_params(table)):
             answers[table] = None
             return None
-        schema = await connection.scalar(sql.CURRENT_SCHEMA)
-    missing = MissingTable(table, str(schema), first_look=table not in answers)
+        schema = await first_schema(connection)
+    missing = MissingTable(table, schema, first_look=table not in answers)
     answers[table] = missing
     return missing
 
@@ -72,7 +76,7 @@ def seen_missing(engine: AsyncEngine, table: str) -> bool:
 async def create_own_tables(connection: AsyncConnection, schema: str | None = None) -> list[str]:
     """Create curate's tables in ``schema`` (default: the first of the search_path) where
     they are missing, in the connection's transaction; the names of those it created."""
-    schema = schema or await connection.scalar(sql.CURRENT_SCHEMA)
+    schema = schema or await first_schema(connection)
     await connection.execute(sql.CREATE_LOCK)
     created = [
         name

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from loguru import logger
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
@@ -33,6 +32,7 @@ from curate.demo.services.sitemap_import_scheduler import (
     sitemap_import,
 )
 from curate.demo.site import DemoSite, serve_site
+from curate.logs import logger
 
 WORKFLOWS: tuple[Workflow, ...] = (sitemap_discovery, sitemap_import, page_curation)
 """In pipeline order."""

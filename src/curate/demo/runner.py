@@ -7,8 +7,6 @@ import signal
 import time
 from dataclasses import dataclass
 
-from loguru import logger
-
 from curate import CurateSettings, ProcessingStatus
 from curate.demo.pipeline import (
     WORKFLOWS,
@@ -18,6 +16,7 @@ from curate.demo.pipeline import (
     status_counts,
 )
 from curate.demo.site import DEFAULT_DOMAINS, DemoSite
+from curate.logs import logger
 from curate.runtime import WorkflowStats
 from curate.testing import wait_until
 

@@ -12,12 +12,12 @@ from typing import TypeVar
 
 from asyncpg.exceptions import CannotConnectNowError, InternalClientError, PostgresConnectionError
 from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
-from loguru import logger
 from sqlalchemy.exc import DBAPIError
 
 from curate.db.connecting import REFUSAL_SQLSTATES, error_chain, sqlstate
 from curate.engine.error_text import format_error
 from curate.errors import StatementTimeoutError
+from curate.logs import logger
 
 T = TypeVar("T")
 

@@ -11,7 +11,6 @@ mode.
 
 from __future__ import annotations
 
-from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.engine.backoff import retry_on_connection_loss
@@ -19,6 +18,7 @@ from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
 from curate.engine.heartbeat import Heartbeat
 from curate.engine.outcome import Outcome
+from curate.logs import logger
 
 
 class CompletionBatch:

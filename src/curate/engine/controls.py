@@ -21,13 +21,12 @@ import contextlib
 import math
 import time
 
-from loguru import logger
-
-from curate.db.own_tables import HOW_TO_CREATE, MissingTable, missing_table
+from curate.db.own_tables import MissingTable, missing_table
 from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.context import RunContext, RunResult
 from curate.engine.error_text import format_error
 from curate.engine.repeated_errors import log_error
+from curate.logs import logger
 from curate.sql import controls as sql
 
 ASK_RETRY_DELAYS_SECONDS = (0.25, 1.0)
@@ -92,14 +91,16 @@ def _without_controls(
     if ctx.config.rate_limit is not None:
         message = (
             f"{missing}, and the rate limit of workflow {ctx.name} needs it: not claiming"
-            f" until it exists; {HOW_TO_CREATE}"
+            f" until it exists; {missing.how_to_create}"
         )
         result.errors.append(message)
         logger.error(message)
         return 0
     if missing.first_look:
         logger.warning(
-            "{}: pause and rate limits are unavailable until it does; {}", missing, HOW_TO_CREATE
+            "{}: pause and rate limits are unavailable until it does; {}",
+            missing,
+            missing.how_to_create,
         )
     return wanted
 

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.engine.batched import CompletionBatch
@@ -27,6 +26,7 @@ from curate.engine.outcome import (
     record_success,
 )
 from curate.errors import ItemTimeoutError
+from curate.logs import logger
 
 
 async def execute_item(

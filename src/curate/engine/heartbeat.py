@@ -17,11 +17,10 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from typing import Any
 
-from loguru import logger
-
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
 from curate.engine.repeated_errors import log_error, log_recovery
+from curate.logs import logger
 
 
 class Heartbeat:

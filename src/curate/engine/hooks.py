@@ -37,9 +37,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from loguru import logger
-
 from curate.engine.error_text import format_error
+from curate.logs import logger
 
 if TYPE_CHECKING:
     from curate.engine.outcome import Outcome

@@ -15,8 +15,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from loguru import logger
-
+from curate.db.schema_searched import where_undefined
 from curate.engine.batched import CompletionBatch
 from curate.engine.claim import claim_batch
 from curate.engine.context import ClaimedItem, RunContext, RunResult
@@ -27,6 +26,7 @@ from curate.engine.heartbeat import Heartbeat
 from curate.engine.hooks import notify_observers
 from curate.engine.outcome import Outcome, release_unstarted
 from curate.engine.repeated_errors import log_error, log_recovery
+from curate.logs import logger
 
 _COUNTERS = {
     Outcome.COMPLETED: "completed",
@@ -160,7 +160,7 @@ async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[Claimed
     try:
         batch = await claim_batch(ctx, limit)
     except Exception as exc:
-        message = format_error(exc)
+        message = format_error(exc) + await where_undefined(ctx.engine, exc)
         result.errors.append(message)
         log_error(
             ctx.engine, ctx.name, "claim", f"claim failed, the next run tries again: {message}"

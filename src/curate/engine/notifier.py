@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from loguru import logger
 
 from curate.engine.error_text import format_error
+from curate.logs import logger
 
 CHANNEL_PREFIX = "curate_"
 HEALTH_CHECK_SECONDS = 30.0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.clock import clock
@@ -18,6 +17,7 @@ from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
 from curate.engine.repeated_errors import log_error, log_recovery
 from curate.errors import NonRetryableError
+from curate.logs import logger
 
 
 class Outcome(enum.Enum):
@@ -70,7 +70,8 @@ async def record_failure(ctx: RunContext, item: ClaimedItem, error: BaseExceptio
     if refused is not None:
         return refused
     if retry:
-        logger.warning("attempt {} failed, retry in {:.1f} s: {}", item.attempt, delay, message)
+        logger.warning("failed, retry in {:.1f} s: {}", delay, message)
+        logger.opt(exception=error).debug("where the attempt failed")
         return Outcome.RETRIED
     # A NonRetryableError is the service's own verdict (as Celery's expected exceptions):
     # its message says it all. Anything else may be a bug: where it happened goes along.

@@ -13,9 +13,10 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass
 
-from loguru import logger
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from curate.logs import logger
 
 
 @dataclass

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from loguru import logger
 from sqlalchemy import func, select
 
 from curate.engine.context import RunContext
 from curate.engine.hooks import notify_observers
+from curate.logs import logger
 
 
 @dataclass(frozen=True)

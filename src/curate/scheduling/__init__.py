@@ -31,9 +31,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from loguru import logger
 
-from curate.logs import propagate_to_logging
+from curate.logs import logger, propagate_to_logging
 from curate.runtime import Runtime, get_runtime
 from curate.scheduling.schedules import EPOCH as EPOCH  # re-exported for curate.periodic
 from curate.scheduling.schedules import CronSchedule as CronSchedule

@@ -77,8 +77,14 @@ def table_exists_params(name: str, schema: str | None = None) -> dict[str, str]:
     return {"curate_table": _qualified(name, schema)}
 
 
-CURRENT_SCHEMA = text("SELECT current_schema()")
-"""The first schema of the search_path: where an unqualified CREATE puts a table."""
+FIRST_SCHEMA = text(
+    "SELECT coalesce(nullif(btrim(split_part(current_setting('search_path'), ',', 1), ' \"'),"
+    " '$user'), current_schema())"
+)
+"""The first schema of the search_path, as set: where the app's tables belong and an
+unqualified CREATE puts one. Unlike ``current_schema()`` this names a configured schema
+that does not exist (yet) rather than the next one, ``public``, where nothing should go;
+``"$user"`` first is the role's schema if it exists (``current_schema()``)."""
 
 CREATE_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('curate.own_tables'))")
 """Taken before creating the tables outside a migration: replicas that each run
