@@ -6,14 +6,15 @@ Markers in docs/**/*.md, on the line above a fenced block or a table:
   ``<!-- include: examples/x.py#name -->`` the lines between ``# docs: start name`` and
   ``# docs: end name`` in it. Every file under docs/examples is executed by a test below.
 - ``<!-- not-run: reason -->``: the block is an illustration, not executed.
-- ``<!-- output: key -->``: a text block that a test below compares with real output.
+- ``<!-- output: key -->``: a block that a test compares with real output (a file curate
+  writes, for one); a python block so marked is run by that test too.
 - ``<!-- settings-table: curate -->``, ``<!-- settings-table: workflow -->``,
   ``<!-- columns-table -->``, ``<!-- params-table: module.name -->``: tables whose leading
   cells are generated from the code (settings models, workflow columns, a signature).
 
-Every ```python block needs an include or a not-run marker. After editing an example or a
-settings model, ``.venv/bin/python -m tests.test_docs --write`` rewrites the included
-blocks and the generated cells of the tables.
+Every ```python block needs an include, an output or a not-run marker. After editing an
+example or a settings model, ``.venv/bin/python -m tests.test_docs --write`` rewrites the
+included blocks and the generated cells of the tables.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ OUTPUT_CHECKED_BY = {
     "tutorial-run-once": "test_tutorial_run_once",
     "invalid-workflow-settings": "test_invalid_settings_messages",
     "invalid-curate-settings": "test_invalid_settings_messages",
+    "db-init": "test_alembic_setup.test_db_init_then_new_workflow_then_upgrade",
+    "db-init-alembic-ini": "test_alembic_setup.test_db_init_then_new_workflow_then_upgrade",
+    "db-init-env-py": "test_alembic_setup.test_db_init_then_new_workflow_then_upgrade",
 }
 
 
@@ -399,11 +403,13 @@ def test_every_python_block_is_executed_or_marked_not_run() -> None:
         block.where()
         for block in all_blocks()
         if block.language in ("python", "py", "python3")
-        and not (block.marker == "include" or (block.marker == "not-run" and block.argument))
+        and not (
+            block.marker in ("include", "output") or (block.marker == "not-run" and block.argument)
+        )
     ]
     assert not unmarked, (
-        "python blocks need <!-- include: examples/... --> (an executed example) or"
-        f" <!-- not-run: reason -->: {unmarked}"
+        "python blocks need <!-- include: examples/... --> (an executed example),"
+        f" <!-- output: key --> (a file curate writes) or <!-- not-run: reason -->: {unmarked}"
     )
 
 

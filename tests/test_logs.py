@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -109,7 +110,8 @@ async def test_without_set_up_each_line_names_the_item_and_a_bug_shows_where(
         "CURATE_DATABASE_URL": settings.database_url or "",
         "CURATE_DATABASE_SCHEMA": settings.database_schema or "",
     }
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, str(app), where],
         capture_output=True,
         text=True,

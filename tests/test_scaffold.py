@@ -7,6 +7,7 @@ and its generated test must pass against real PostgreSQL, all without edits.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from curate.settings import WorkflowSettings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "photoapp"
 BIN = Path(sys.executable).parent
@@ -50,6 +53,42 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+CREATE_PHOTOS = """    op.create_table(
+        "photos",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("url", sa.String(200), nullable=False),
+        sa.Column("caption", sa.Text, nullable=True),
+    )
+"""
+"""The photos table of the sample project's models, as a migration's upgrade creates it."""
+
+
+def alembic_revision(project: Path, rev_id: str, *options: str, body: str = "") -> Path:
+    """A revision written by the real ``alembic revision`` command, its upgrade ``body``
+    filled in (Alembic's stock template leaves ``pass``); its file."""
+    done = run(
+        project, str(BIN / "alembic"), "revision", "-m", rev_id, "--rev-id", rev_id, *options
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [path] = (project / "migrations/versions").glob(f"{rev_id}_*.py")
+    if body:
+        source = path.read_text()
+        upgrade = source.index("def upgrade() -> None:")
+        at = source.index("    pass\n", upgrade)
+        path.write_text(source[:at] + body + source[at + len("    pass\n") :])
+    return path
+
+
+async def photos_columns(admin_engine: AsyncEngine, schema: str) -> set[str]:
+    """The columns of the photos table in ``schema`` (none: no such table)."""
+    query = text(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = :schema AND table_name = 'photos'"
+    )
+    async with admin_engine.connect() as conn:
+        return set(await conn.scalars(query, {"schema": schema}))
+
+
 async def test_a_scaffolded_workflow_passes_lint_types_migration_and_its_own_test(
     project: Path, database_url: str, schema: str, admin_engine: AsyncEngine
 ) -> None:
@@ -80,15 +119,9 @@ async def test_a_scaffolded_workflow_passes_lint_types_migration_and_its_own_tes
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     own_tables = "curate_workflow_controls, curate_periodic_runs already there"
     assert migrated.stdout.endswith(f"curate's tables: {own_tables}\n"), migrated.stdout
-    async with admin_engine.connect() as conn:
-        columns = await conn.execute(
-            text(
-                "SELECT column_name FROM information_schema.columns"
-                " WHERE table_schema = :schema AND table_name = 'photos'"
-            ),
-            {"schema": schema},
-        )
-        assert {"thumbnail_status", "thumbnail_lease_until"} <= set(columns.scalars())
+    assert {"thumbnail_status", "thumbnail_lease_until"} <= await photos_columns(
+        admin_engine, schema
+    )
 
     tested = run(project, str(BIN / "pytest"), "-q", env={"CURATE_TEST_DATABASE_URL": database_url})
     assert tested.returncode == 0, tested.stdout + tested.stderr
@@ -181,3 +214,96 @@ def test_a_registry_edited_by_hand_is_not_rewritten(project: Path) -> None:
     assert done.returncode == 2
     assert "edited by hand" in done.stderr
     assert snapshot(project) == before
+
+
+# --- any Alembic history ----------------------------------------------------------------------
+
+PLAIN_PHOTOS = f'''"""Create the photos table."""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0001_photos"
+down_revision = None
+
+
+def upgrade():
+{CREATE_PHOTOS}
+
+def downgrade():
+    op.drop_table("photos")
+'''
+"""A first revision as a person writes it: plain assignments, no annotations."""
+
+
+def _history(project: Path, style: str) -> str | None:
+    """Replace the sample's history by one in ``style``; its head."""
+    for path in (project / "migrations/versions").glob("*.py"):
+        path.unlink()
+    if style == "plain":
+        (project / "migrations/versions/0001_photos.py").write_text(PLAIN_PHOTOS)
+    elif style == "annotated":
+        alembic_revision(project, "0001_photos", body=CREATE_PHOTOS)
+    elif style == "branch label":
+        alembic_revision(project, "0001_photos", "--branch-label", "photoapp", body=CREATE_PHOTOS)
+    return None if style == "empty" else "0001_photos"
+
+
+@pytest.mark.parametrize("style", ["plain", "annotated", "branch label", "empty"])
+async def test_the_migration_follows_the_head_of_any_history(
+    project: Path, style: str, database_url: str, schema: str, admin_engine: AsyncEngine
+) -> None:
+    head = _history(project, style)
+    made = curate(project, "new-workflow", "thumbnail", "--table", "photos")
+    assert made.returncode == 0, made.stderr
+    [migration] = (project / "migrations/versions").glob("*_add_thumbnail_workflow.py")
+    down = f'"{head}"' if head else "None"
+    assert f"down_revision: str | None = {down}\n" in migration.read_text()
+
+    if head is None:  # no migration creates the table
+        async with admin_engine.begin() as conn:
+            await conn.execute(text(f"CREATE TABLE {schema}.photos (id int PRIMARY KEY)"))
+    database = {"CURATE_DATABASE_URL": database_url, "CURATE_DATABASE_SCHEMA": schema}
+    migrated = curate(project, "db", "upgrade", env=database)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert f"now at {migration.name.partition('_')[0]} (head)" in migrated.stdout
+    assert "thumbnail_status" in await photos_columns(admin_engine, schema)
+
+
+def test_several_heads_are_refused_until_merged(project: Path) -> None:
+    alembic_revision(project, "0002_tags")
+    alembic_revision(project, "0002_albums", "--head", "base")  # a second root: two heads
+    before = snapshot(project)
+
+    refused = curate(project, "new-workflow", "thumbnail", "--table", "photos")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "several heads (0002_albums, 0002_tags)" in refused.stderr
+    assert "alembic merge heads" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert snapshot(project) == before
+
+    merged = run(project, str(BIN / "alembic"), "merge", "heads", "-m", "merge", "--rev-id", "0003")
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    made = curate(project, "new-workflow", "thumbnail", "--table", "photos")
+    assert made.returncode == 0, made.stderr
+    [migration] = (project / "migrations/versions").glob("*_add_thumbnail_workflow.py")
+    assert 'down_revision: str | None = "0003"\n' in migration.read_text()
+
+
+def test_every_setting_of_env_example_loads_uncommented(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = curate(project, "new-workflow", "summarize", "--table", "photos", "--service-only")
+    assert made.returncode == 0, made.stderr
+    example = (project / ".env.example").read_text()
+    settings = [line[2:] for line in example.splitlines() if re.match(r"# [A-Z0-9_]+=", line)]
+    prefix = WorkflowSettings.env_prefix_for("summarize")
+    assert sorted(line.partition("=")[0] for line in settings) == sorted(
+        f"{prefix}{field.upper()}" for field in WorkflowSettings.model_fields
+    )
+    (project / ".env").write_text("\n".join(settings) + "\n")
+    monkeypatch.chdir(project)  # the settings read .env from the working directory
+
+    loaded = WorkflowSettings.load("summarize")
+
+    for name, value in (line.split("=") for line in settings):
+        assert getattr(loaded, name.removeprefix(prefix).lower()) == float(value), name

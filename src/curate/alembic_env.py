@@ -8,8 +8,10 @@ A project's ``migrations/env.py`` is two lines::
     run_migrations(Base.metadata)
 
 From the ``alembic`` command (or ``curate db``) the database is curate's: the
-``sqlalchemy.url`` of alembic.ini when set, else ``CURATE_DATABASE_URL``, else the embedded
-PostgreSQL; the schema is ``CURATE_DATABASE_SCHEMA``. From Python, `migrate` runs a command
+``sqlalchemy.url`` of alembic.ini when set (the placeholder ``alembic init`` writes does not
+count), else ``CURATE_DATABASE_URL``, else the embedded PostgreSQL; the schema is
+``CURATE_DATABASE_SCHEMA``. Logging follows alembic.ini's logging sections where it has
+them; an ini without them leaves logging as it is. From Python, `migrate` runs a command
 on a runtime's engine in one transaction. With a schema, the tables, their enum types and
 the version table all live in it (created if need be; tests migrate an isolated schema of a
 shared database).
@@ -41,9 +43,16 @@ def run_migrations(target_metadata: MetaData | None) -> None:
     if given is not None:
         _migrate(given, config.attributes.get("schema"), target_metadata)
         return
-    if config.config_file_name is not None:
-        fileConfig(config.config_file_name, disable_existing_loggers=False)
+    _configure_logging(config)
     asyncio.run(_migrate_from_settings(config, target_metadata))
+
+
+def configured_url(config: Config) -> str | None:
+    """alembic.ini's ``sqlalchemy.url`` when it names a database; unset, empty or the
+    placeholder of a stock ``alembic init`` (``driver://user:pass@localhost/dbname``), the
+    database is curate's settings'."""
+    url = config.get_main_option("sqlalchemy.url")
+    return url if url and not url.startswith("driver://") else None
 
 
 async def migrate(
@@ -62,6 +71,15 @@ async def migrate(
         await connection.run_sync(in_transaction)
 
 
+def _configure_logging(config: Config) -> None:
+    """alembic.ini's logging, as a stock env.py sets it; an ini without the sections that
+    `fileConfig` needs leaves the logging alone rather than failing with a KeyError."""
+    if config.config_file_name is not None and all(
+        config.file_config.has_section(name) for name in ("loggers", "handlers", "formatters")
+    ):
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
 def _migrate(connection: Connection, schema: str | None, target_metadata: MetaData | None) -> None:
     """Run the migrations on ``connection``, inside the transaction already open on it."""
     if schema:
@@ -77,7 +95,7 @@ def _migrate(connection: Connection, schema: str | None, target_metadata: MetaDa
 
 
 async def _migrate_from_settings(config: Config, target_metadata: MetaData | None) -> None:
-    url = config.get_main_option("sqlalchemy.url")
+    url = configured_url(config)
     settings = CurateSettings(database_url=url) if url else CurateSettings()
     database = Database(settings)
     try:

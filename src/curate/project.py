@@ -38,6 +38,11 @@ class Project:
         return self.package_dir / "services"
 
     @property
+    def models_module(self) -> str:
+        """Where the scaffold looks for the models: ``<package>.models``."""
+        return f"{self.package}.models"
+
+    @property
     def registry_path(self) -> Path:
         """The module listing the app's workflows (the default ``app``)."""
         return self.services_dir / "workflows.py"
@@ -93,6 +98,18 @@ class Project:
             if (resolved / "__init__.py").is_file():
                 return replace(self, package=package, package_dir=resolved)
         raise ConfigurationError(f"package {package!r} not found in {self.root}")
+
+    def module_path(self, module: str) -> Path:
+        """The file of the importable ``module``, which must be inside the project."""
+        relative = Path(*module.split("."))
+        base = self.package_dir.parent
+        for candidate in (base / relative.with_suffix(".py"), base / relative / "__init__.py"):
+            resolved = candidate.resolve()
+            if not resolved.is_relative_to(self.root):
+                raise ConfigurationError(f"module {module} is outside the project; refusing")
+            if resolved.is_file():
+                return resolved
+        raise ConfigurationError(f"module {module} not found under {base}")
 
     def inside(self, path: Path) -> Path:
         """``path`` resolved, refused if it escapes the project."""

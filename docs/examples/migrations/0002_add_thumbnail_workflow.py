@@ -18,7 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # The thumbnail_status enum type, the six thumbnail_* columns, the partial index.
+    # The thumbnail_status enum type, the seven thumbnail_* columns, the partial index.
     add_workflow_columns("photos", "thumbnail")
     # Once per project: the tables of pause, rate limits and periodic jobs.
     create_curate_tables()

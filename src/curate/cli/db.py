@@ -23,11 +23,15 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
 import curate
+from curate.alembic_env import configured_url
 from curate.cli.common import UsageProblem, load_settings, run
+from curate.cli.new_workflow import echo_changes
 from curate.db import Database
 from curate.db.own_tables import create_own_tables
 from curate.preflight import safe_url
 from curate.project import Project
+from curate.scaffold.alembic_setup import plan_alembic_setup
+from curate.scaffold.changes import apply
 from curate.sql.own_tables import TABLES
 
 
@@ -40,8 +44,8 @@ def _config() -> Config:
     ini = project.alembic_ini
     if not ini.is_file():
         raise UsageProblem(
-            f"no Alembic set-up: {ini} does not exist; create it (alembic init migrations)"
-            f" or set alembic_ini under [tool.curate] in {project.root / 'pyproject.toml'}"
+            f"no Alembic set-up: {ini} does not exist; create one (curate db init) or set"
+            f" alembic_ini under [tool.curate] in {project.root / 'pyproject.toml'}"
         )
     os.chdir(project.root)  # relative paths in alembic.ini mean the project's root
     if str(project.package_dir.parent) not in sys.path:  # env.py imports the models
@@ -55,7 +59,7 @@ def _project() -> tuple[Config, curate.CurateSettings, str]:
     settings = load_settings()
     curate.configure_logging(settings.log_level)
     config = _config()
-    url = config.get_main_option("sqlalchemy.url")
+    url = configured_url(config)
     if url:  # alembic.ini wins over CURATE_DATABASE_URL, as in curate.alembic_env
         settings = settings.model_copy(update={"database_url": url})
     where = safe_url(settings.database_url)
@@ -124,6 +128,7 @@ def db() -> None:
 
     \b
     Examples:
+      curate db init
       curate db upgrade
       curate db current
       curate db downgrade -1
@@ -179,3 +184,35 @@ def current() -> None:
     """
     config, where = _alembic(command.current)
     click.echo(f"{where}: {_current_revision(config)}")
+
+
+@db.command()
+@click.option("--dry-run", is_flag=True, help="Print what would be written; write nothing.")
+def init(dry_run: bool) -> None:
+    """Write an Alembic set-up wired to curate.
+
+    For a project with none: beside alembic_ini of [tool.curate] (default:
+    alembic.ini at the project's root) it writes that file (as `alembic init`
+    does, but with no database URL, since curate's settings give it, and with the
+    package importable), migrations/env.py (curate.alembic_env on the metadata of
+    <package>.models), migrations/script.py.mako and migrations/versions/. It
+    refuses, writing nothing, where a set-up exists. curate new-workflow writes
+    the same set-up when it finds none.
+
+    \b
+    Examples:
+      curate db init
+      curate db init --dry-run
+    """
+    try:
+        project = Project.find()
+        changes = plan_alembic_setup(project)
+    except curate.ConfigurationError as error:
+        raise UsageProblem(str(error)) from None
+    echo_changes(project, changes, dry_run)
+    if not dry_run:
+        apply(changes)
+        click.echo(
+            "next: curate new-workflow NAME --table TABLE writes a workflow and its migration"
+            " (alembic revision -m MESSAGE any other one); then curate db upgrade"
+        )

@@ -7,7 +7,8 @@ import click
 from curate.cli.common import UsageProblem
 from curate.errors import ConfigurationError
 from curate.project import Project
-from curate.scaffold.plan import Request, apply, plan_new_workflow
+from curate.scaffold.changes import Change, apply
+from curate.scaffold.plan import Request, plan_new_workflow
 
 
 @click.command("new-workflow")
@@ -41,6 +42,10 @@ def new_workflow(
     in <package>/services/workflows.py, settings in .env.example and
     tests/test_NAME_workflow.py. Nothing is written if anything is wrong.
 
+    The migration follows the head of the project's Alembic history (several heads:
+    merge them first). A project with no Alembic set-up gets the one `curate db init`
+    writes, alongside.
+
     \b
     Examples:
       curate new-workflow thumbnail --table photos
@@ -56,16 +61,22 @@ def new_workflow(
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
-    for change in changes:
-        relative = change.path.relative_to(project.root)
-        if change.exists and change.path.read_text() == change.content:
-            continue
-        verb = "update" if change.exists else "create"
-        click.echo(f"{'would ' if dry_run else ''}{verb} {relative}")
-        if dry_run:
-            click.echo("".join(f"    {line}\n" for line in change.content.splitlines()))
+    echo_changes(project, changes, dry_run)
     if not dry_run:
         apply(changes)
         click.echo(
             f"next: apply the migration (curate db upgrade), then run tests/test_{name}_workflow.py"
         )
+
+
+def echo_changes(project: Project, changes: list[Change], dry_run: bool) -> None:
+    """One line per file to write (with its content on a dry run)."""
+    for change in changes:
+        relative = change.path.relative_to(project.root)
+        verb = "update" if change.exists else "create"
+        if change.content is None:
+            click.echo(f"{'would ' if dry_run else ''}{verb} {relative}/")
+            continue
+        click.echo(f"{'would ' if dry_run else ''}{verb} {relative}")
+        if dry_run:
+            click.echo("".join(f"    {line}\n" for line in change.content.splitlines()))

@@ -1,5 +1,7 @@
-"""`curate new-workflow`: the files of a new workflow, in the house conventions.
+"""`curate new-workflow` and `curate db init`: files in the house conventions.
 
-`plan_new_workflow` works out every file to write or change and checks everything before
-anything is written; `apply` writes them. See `curate.cli.new_workflow`.
+`plan.plan_new_workflow` and `alembic_setup.plan_alembic_setup` work out every file to write
+or change, and check everything before anything is written; `changes.apply` writes them.
+`history` reads the project's Alembic history through Alembic itself. See
+`curate.cli.new_workflow` and `curate.cli.db`.
 """

@@ -13,19 +13,16 @@ from curate.columns import ColumnNames
 from curate.errors import ConfigurationError
 from curate.project import Project
 from curate.scaffold import pysource, templates
+from curate.scaffold.alembic_setup import plan_alembic_setup, versions_dir
+from curate.scaffold.changes import Change, write
+from curate.scaffold.history import History, read_history
 from curate.settings import WorkflowSettings
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SAMPLES = {"int": "1", "str": '"sample"', "bool": "False", "float": "0.0"}
-
-
-@dataclass(frozen=True)
-class Change:
-    """One file to create, or to replace with new content."""
-
-    path: Path
-    content: str
-    exists: bool
+_OFF_EXAMPLES = {"stale_after_seconds": "3600", "rate_limit": "5"}
+"""Example values, shown in .env.example, of the workflow settings that are off (None)
+by default."""
 
 
 @dataclass(frozen=True)
@@ -74,32 +71,19 @@ def plan_new_workflow(project: Project, request: Request) -> list[Change]:
     values = _values(project, name, model, models_module)
 
     changes = [
-        _write(services / "__init__.py", '"""The app\'s background workflows."""\n', keep=True),
-        _write(service_path, templates.SERVICE.format(**values)),
-        _write(scheduler_path, templates.SCHEDULER.format(**values)),
-        _write(project.registry_path, _registry(project, name)),
-        _write(project.root / ".env.example", _env_example(project, name)),
-        _write(
+        write(services / "__init__.py", '"""The app\'s background workflows."""\n', keep=True),
+        write(service_path, templates.SERVICE.format(**values)),
+        write(scheduler_path, templates.SCHEDULER.format(**values)),
+        write(project.registry_path, _registry(project, name)),
+        write(project.root / ".env.example", _env_example(project, name)),
+        write(
             project.inside(Path("tests")) / f"test_{name}_workflow.py",
             templates.TEST.format(**values),
         ),
     ]
     if not request.service_only:
         changes += _columns_and_migration(project, name, model, models_module, model_path, limit)
-    return [c for c in changes if not (c.exists and c.path.read_text() == c.content)]
-
-
-def apply(changes: list[Change]) -> None:
-    for change in changes:
-        change.path.parent.mkdir(parents=True, exist_ok=True)
-        change.path.write_text(change.content)
-
-
-def _write(path: Path, content: str, keep: bool = False) -> Change:
-    """A change to ``path``; with ``keep`` an existing file stays as it is."""
-    if keep and path.exists():
-        return Change(path, path.read_text(), exists=True)
-    return Change(path, content, exists=path.exists())
+    return [c for c in changes if not c.unchanged]
 
 
 def _model(project: Project, request: Request) -> tuple[str, Path, pysource.ModelClass]:
@@ -108,24 +92,12 @@ def _model(project: Project, request: Request) -> tuple[str, Path, pysource.Mode
         if not module or not class_name:
             raise ConfigurationError(f"--model {request.model!r} must look like module:Class")
     elif request.table:
-        module, class_name = f"{project.package}.models", None
+        module, class_name = project.models_module, None
     else:
         raise ConfigurationError("say which table the workflow runs over: --table or --model")
-    path = _module_path(project, module)
+    path = project.module_path(module)
     model = pysource.find_model(path.read_text(), class_name=class_name, table=request.table)
     return module, path, model
-
-
-def _module_path(project: Project, module: str) -> Path:
-    relative = Path(*module.split("."))
-    base = project.package_dir.parent
-    for candidate in (base / relative.with_suffix(".py"), base / relative / "__init__.py"):
-        resolved = candidate.resolve()
-        if not resolved.is_relative_to(project.root):
-            raise ConfigurationError(f"module {module} is outside the project; refusing")
-        if resolved.is_file():
-            return resolved
-    raise ConfigurationError(f"module {module} not found under {base}")
 
 
 def _line_length(project: Project) -> int:
@@ -199,15 +171,25 @@ def _render_registry(project: Project, names: list[str]) -> str:
 
 
 def _env_example(project: Project, name: str) -> str:
+    """.env.example with the workflow's settings, every line a value that loads: the
+    default, or for a setting off by default an example value that turns it on."""
     path = project.root / ".env.example"
     existing = path.read_text() if path.exists() else ""
     prefix = WorkflowSettings.env_prefix_for(name)
     if f"# {prefix}" in existing:
         return existing
-    lines = [f"# The {name} workflow (curate): uncomment to override the code's defaults."]
+    lines = [
+        f"# The {name} workflow (curate): each setting at its default; uncomment one to",
+        "# change it (the environment overrides the values in code).",
+    ]
+    off = []
     for field, info in WorkflowSettings.model_fields.items():
-        default = "unset" if info.default is None else info.default
-        lines.append(f"# {prefix}{field.upper()}={default}")
+        if info.default is not None:
+            lines.append(f"# {prefix}{field.upper()}={info.default}")
+        elif field in _OFF_EXAMPLES:
+            off.append(f"# {prefix}{field.upper()}={_OFF_EXAMPLES[field]}")
+    if off:
+        lines += ["# Off by default; uncommented, these example values turn them on:", *off]
     separator = "\n" if existing and not existing.endswith("\n\n") else ""
     return existing + separator + "\n".join(lines) + "\n"
 
@@ -231,7 +213,8 @@ def _columns_and_migration(
     model_source = pysource.add_import(
         model_source, f"{project.package}.workflow_columns", mixin, project.package, limit
     )
-    versions, head = _alembic_head(project)
+    setup, history = _history(project, models_module)
+    head = history.head
     revision = secrets.token_hex(6)
     migration = templates.MIGRATION.format(
         name=name,
@@ -239,20 +222,30 @@ def _columns_and_migration(
         revision=revision,
         down_revision=head or "",
         down_revision_literal=f'"{head}"' if head else "None",
-        **_own_tables(versions, limit),
+        **_own_tables(history.scripts, limit),
     )
     return [
-        _write(columns_path, columns_source),
-        _write(model_path, model_source),
-        _write(versions / f"{revision}_add_{name}_workflow.py", migration),
+        *setup,
+        write(columns_path, columns_source),
+        write(model_path, model_source),
+        write(history.versions / f"{revision}_add_{name}_workflow.py", migration),
     ]
 
 
-def _own_tables(versions: Path, limit: int) -> dict[str, str]:
+def _history(project: Project, models_module: str) -> tuple[list[Change], History]:
+    """The project's Alembic history; for a project without an Alembic set-up, the set-up
+    `curate db init` writes (its env.py on the model's metadata) and its empty history."""
+    if project.alembic_ini.is_file():
+        return [], read_history(project)
+    setup = plan_alembic_setup(project, models_module)
+    return setup, History(versions_dir(project), head=None, scripts=())
+
+
+def _own_tables(scripts: tuple[Path, ...], limit: int) -> dict[str, str]:
     """The migration's parts about curate's own tables: it creates them (and its downgrade
     drops them) when no migration of the project does yet, so the app's role never needs
     to create a table."""
-    created = any("create_curate_tables(" in p.read_text() for p in versions.glob("*.py"))
+    created = any("create_curate_tables(" in path.read_text() for path in scripts)
     helpers = ["add_workflow_columns", "drop_workflow_columns"]
     if not created:
         helpers += ["create_curate_tables", "drop_curate_tables"]
@@ -288,31 +281,3 @@ def _column_lines(name: str, limit: int) -> str:
             pysource.fit(f"{head}{argument})", f"{head}\n        {argument}\n    )", limit)
         )
     return "\n".join(lines) + "\n"
-
-
-def _alembic_head(project: Project) -> tuple[Path, str | None]:
-    """The versions folder of the project's Alembic set-up and its head revision."""
-    if not project.alembic_ini.is_file():
-        raise ConfigurationError(
-            f"{project.alembic_ini.name} not found in {project.root}: the workflow's migration"
-            " needs an Alembic set-up (or pass --service-only if the columns exist)"
-        )
-    ini = project.alembic_ini.read_text()
-    match = re.search(r"^script_location\s*=\s*(.+)$", ini, flags=re.MULTILINE)
-    location = (match.group(1).strip() if match else "migrations").replace(
-        "%(here)s", str(project.alembic_ini.parent)
-    )
-    versions = project.inside(Path(location)) / "versions"
-    revisions: dict[str, str | None] = {}
-    for path in versions.glob("*.py"):
-        text = path.read_text()
-        rev = re.search(r"^revision(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
-        down = re.search(r"^down_revision(?::[^=]*)?=\s*(?:['\"]([^'\"]*)['\"]|None)", text, re.M)
-        if rev:
-            revisions[rev.group(1)] = down.group(1) if down and down.group(1) else None
-    heads = set(revisions) - {d for d in revisions.values() if d}
-    if len(heads) > 1:
-        raise ConfigurationError(
-            f"the migrations have several heads ({', '.join(sorted(heads))}); merge them first"
-        )
-    return versions, next(iter(heads), None)

@@ -40,6 +40,28 @@ def find_model(source: str, *, class_name: str | None, table: str | None) -> Mod
     raise ConfigurationError(f"no mapped class with {wanted} found in the models module")
 
 
+def find_metadata_owner(source: str) -> str | None:
+    """The name in a models module whose ``.metadata`` is the models' metadata: its
+    declarative base (a `DeclarativeBase` subclass, or ``declarative_base()``'s result),
+    else its first mapped class (one imported from elsewhere has the same metadata)."""
+    mapped = None
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef):
+            if any(ast.unparse(b).split(".")[-1].startswith("DeclarativeBase") for b in node.bases):
+                return node.name
+            if mapped is None and _tablename(node) is not None:
+                mapped = node.name
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Call)
+            and ast.unparse(node.value.func).split(".")[-1] == "declarative_base"
+        ):
+            return node.targets[0].id
+    return mapped
+
+
 def _tablename(node: ast.ClassDef) -> str | None:
     for statement in node.body:
         if (

@@ -145,3 +145,32 @@ async def test_{name}_completes_a_queued_row(curate_runtime: Runtime) -> None:
         done = await session.get_one({model}, {variable}.{pk_name})
         assert done.{name}_status is ProcessingStatus.Complete
 '''
+
+ENV_PY = '''"""Alembic's environment: curate's (curate.alembic_env).
+
+The database comes from curate's settings: CURATE_DATABASE_URL (unset: the embedded
+PostgreSQL) and CURATE_DATABASE_SCHEMA.
+"""
+
+from curate.alembic_env import run_migrations
+{models}'''
+
+ENV_PY_MODELS = """
+from {module} import {owner}
+
+run_migrations({owner}.metadata)
+"""
+
+ENV_PY_NO_MODELS = """
+# No declarative base found in {module}: pass your models' metadata here (such as
+# Base.metadata) for alembic revision --autogenerate to compare them with the database.
+run_migrations(None)
+"""
+
+INI_DATABASE = (
+    "# The database is curate's: CURATE_DATABASE_URL (unset: the embedded PostgreSQL)\n"
+    "# and CURATE_DATABASE_SCHEMA, read by migrations/env.py (curate.alembic_env).\n"
+    "# A sqlalchemy.url set here would win over them.\n"
+    "# sqlalchemy.url ="
+)
+"""In place of the placeholder URL of a stock alembic.ini."""
