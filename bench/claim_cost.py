@@ -108,7 +108,7 @@ async def measure(dsn: str, rows: int, queued: int, batch: int, iterations: int)
         await admin.dispose()
     return {
         "system": "curate",
-        "version": importlib.metadata.version("curate"),
+        "version": importlib.metadata.version("curate-workflows"),
         "measure": "claim_cost",
         "rows": rows,
         "queued": queued,

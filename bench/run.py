@@ -54,7 +54,10 @@ PEERS_PACKAGES = [
 OBAN_PACKAGES = ["oban", "psutil", "asyncpg"]
 # Each environment: its directory, and the distributions whose versions the meta line records.
 ENVS = {
-    "main": (ROOT / ".venv", ["curate", "sqlalchemy", "asyncpg", "apscheduler", "psutil"]),
+    "main": (
+        ROOT / ".venv",
+        ["curate-workflows", "sqlalchemy", "asyncpg", "apscheduler", "psutil"],
+    ),
     "peers": (BENCH / ".venv-peers", ["procrastinate", "pgqueuer", "psycopg", "asyncpg"]),
     "oban": (BENCH / ".venv-oban", ["oban", "asyncpg"]),
 }

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,33 @@ async def test_a_scaffolded_workflow_passes_lint_types_migration_and_its_own_tes
         admin_engine, schema
     )
 
+    tested = run(project, str(BIN / "pytest"), "-q", env={"CURATE_TEST_DATABASE_URL": database_url})
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "1 passed" in tested.stdout
+    # The project configures pytest itself: its settings stand.
+    assert (project / "pyproject.toml").read_text() == (SAMPLE / "pyproject.toml").read_text()
+
+
+def test_a_project_that_says_nothing_to_pytest_gets_what_the_generated_test_needs(
+    project: Path, database_url: str
+) -> None:
+    """A new user's pyproject.toml has no pytest table: the generated test still runs under a
+    plain ``pytest`` (auto mode for its async test, src/ importable)."""
+    pyproject = project / "pyproject.toml"
+    own = pyproject.read_text()
+    start = own.index("[tool.pytest.ini_options]")
+    without = own[:start] + own[own.index("[tool.ruff]", start) :]
+    pyproject.write_text(without)
+
+    made = curate(project, "new-workflow", "thumbnail", "--table", "photos")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines()[-1].endswith("(pytest, with pytest-asyncio installed)")
+    added = pyproject.read_text().removeprefix(without.rstrip("\n") + "\n\n")
+    assert tomllib.loads(added)["tool"]["pytest"]["ini_options"] == {
+        "asyncio_mode": "auto",
+        "asyncio_default_fixture_loop_scope": "function",
+        "pythonpath": ["src"],
+    }
     tested = run(project, str(BIN / "pytest"), "-q", env={"CURATE_TEST_DATABASE_URL": database_url})
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "1 passed" in tested.stdout

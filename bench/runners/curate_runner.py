@@ -60,7 +60,7 @@ def _create_table(connection: Connection) -> None:
 
 class Curate(protocol.System):
     name = "curate"
-    distribution = "curate"
+    distribution = "curate-workflows"
     modes = ("per_item", "batched")
     any_unfinished_sql = (
         f"SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE bench_status = 'Queued')"

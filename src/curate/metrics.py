@@ -1,4 +1,5 @@
-"""Prometheus metrics for curate (the ``metrics`` extra: ``pip install 'curate[metrics]'``).
+"""Prometheus metrics for curate (the ``metrics`` extra:
+``pip install 'curate-workflows[metrics]'``).
 
 `install_metrics(runtime)` attaches a `CurateMetrics` to a runtime, through the runtime's
 item hook and observer (`curate.engine.hooks`), on a registry of its own, never the

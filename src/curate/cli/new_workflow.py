@@ -40,7 +40,8 @@ def new_workflow(
     setup_NAME_scheduler), NAME_service.py (process_single_NAME), the model's columns
     (a mixin in <package>/workflow_columns.py), an Alembic migration, the registration
     in <package>/services/workflows.py, settings in .env.example and
-    tests/test_NAME_workflow.py. Nothing is written if anything is wrong.
+    tests/test_NAME_workflow.py (and, in a pyproject.toml that configures no pytest, the
+    settings that test needs). Nothing is written if anything is wrong.
 
     The migration follows the head of the project's Alembic history (several heads:
     merge them first). A project with no Alembic set-up gets the one `curate db init`
@@ -65,7 +66,8 @@ def new_workflow(
     if not dry_run:
         apply(changes)
         click.echo(
-            f"next: apply the migration (curate db upgrade), then run tests/test_{name}_workflow.py"
+            "next: apply the migration (curate db upgrade), then run"
+            f" tests/test_{name}_workflow.py (pytest, with pytest-asyncio installed)"
         )
 
 

@@ -72,7 +72,10 @@ async def _process(runtime: curate.Runtime, workflows: list[Workflow], once: boo
     "--metrics-port",
     type=click.IntRange(1, 65_535),
     metavar="PORT",
-    help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics (needs curate[metrics]).",
+    help=(
+        "Serve Prometheus metrics on http://0.0.0.0:PORT/metrics"
+        " (needs the extra curate-workflows[metrics])."
+    ),
 )
 def run_command(
     app: str | None,

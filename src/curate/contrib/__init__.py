@@ -1,1 +1,1 @@
-"""Integrations with other frameworks, each an optional extra (``curate[fastapi]``)."""
+"""Integrations with other frameworks, each an optional extra (``curate-workflows[fastapi]``)."""

@@ -7,7 +7,7 @@ endpoints and an HTML dashboard).
         prefix="/curate",
     )
 
-Needs the ``fastapi`` extra: ``pip install 'curate[fastapi]'``.
+Needs the ``fastapi`` extra: ``pip install 'curate-workflows[fastapi]'``.
 """
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence

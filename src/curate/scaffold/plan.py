@@ -80,6 +80,7 @@ def plan_new_workflow(project: Project, request: Request) -> list[Change]:
             project.inside(Path("tests")) / f"test_{name}_workflow.py",
             templates.TEST.format(**values),
         ),
+        write(project.root / "pyproject.toml", _pytest_settings(project)),
     ]
     if not request.service_only:
         changes += _columns_and_migration(project, name, model, models_module, model_path, limit)
@@ -167,6 +168,26 @@ def _render_registry(project: Project, names: list[str]) -> str:
         imports=f"\n{imports}" if imports else "",
         workflows="".join(f"\n    {n}_workflow," for n in names) + ("\n" if names else ""),
         setups="".join(f"\n    setup_{n}_scheduler," for n in names) + ("\n" if names else ""),
+    )
+
+
+def _pytest_settings(project: Project) -> str:
+    """pyproject.toml, with what the generated test needs to run under a plain ``pytest``
+    added when the project says nothing to pytest yet: async tests without markers
+    (pytest-asyncio's auto mode) and, in a src/ layout, the package importable. A project
+    that configures pytest already keeps its own settings."""
+    path = project.root / "pyproject.toml"
+    text = path.read_text()
+    configured = tomllib.loads(text).get("tool", {}).get("pytest") is not None
+    if configured or any((project.root / f).exists() for f in ("pytest.ini", ".pytest.ini")):
+        return text
+    src_layout = project.package_dir.parent == project.root / "src"
+    return (
+        text.rstrip("\n")
+        + "\n\n"
+        + templates.PYTEST_SETTINGS.format(
+            pythonpath='pythonpath = ["src"]\n' if src_layout else ""
+        )
     )
 
 

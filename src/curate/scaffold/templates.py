@@ -146,6 +146,13 @@ async def test_{name}_completes_a_queued_row(curate_runtime: Runtime) -> None:
         assert done.{name}_status is ProcessingStatus.Complete
 '''
 
+PYTEST_SETTINGS = """[tool.pytest.ini_options]
+# Written by curate new-workflow for the generated tests (they need pytest-asyncio):
+# async tests without markers, and the package importable before the project is installed.
+asyncio_mode = "auto"
+asyncio_default_fixture_loop_scope = "function"
+{pythonpath}"""
+
 ENV_PY = '''"""Alembic's environment: curate's (curate.alembic_env).
 
 The database comes from curate's settings: CURATE_DATABASE_URL (unset: the embedded
