@@ -3,7 +3,8 @@
 The machine's server on 127.0.0.1:5432 is shared and must not be reconfigured, so a test
 that needs a small ``max_connections``, TLS or its own ``pg_hba.conf`` starts one here:
 Debian's ``initdb`` and ``pg_ctl`` in a temporary directory, as the ``postgres`` user when
-the tests run as root (the server refuses to run as root), on a free port of 127.0.0.1.
+the tests run as root (the server refuses to run as root), on a free port of 127.0.0.1
+(and of the other addresses given, such as a test host's link: `tests.netns`).
 It is stopped and deleted however the test ends.
 """
 
@@ -56,10 +57,13 @@ def dedicated_server(
     conf: Sequence[str] = (),
     hba: Sequence[str] = TRUST_HBA,
     files: Mapping[str, bytes] = {},
+    listen: Sequence[str] = ("127.0.0.1",),
 ) -> Iterator[DedicatedServer]:
     """Start a server with ``conf`` lines added to its ``postgresql.conf``, ``hba`` as its
     whole ``pg_hba.conf`` and ``files`` written into its data directory (owner-only, as
-    the server wants its TLS key); stop and delete it on the way out."""
+    the server wants its TLS key), listening on the addresses ``listen`` (the first is
+    the URL's host; the others need their lines in ``hba``); stop and delete it on the
+    way out."""
     owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
     root = Path(tempfile.mkdtemp(prefix="curate-pg-"))
     data_dir = root / "data"
@@ -70,7 +74,7 @@ def dedicated_server(
         port = free_port()
         settings = [
             f"port = {port}",
-            "listen_addresses = '127.0.0.1'",
+            f"listen_addresses = '{','.join(listen)}'",
             f"unix_socket_directories = '{root}'",
             "fsync = off",
             *conf,
@@ -82,7 +86,7 @@ def dedicated_server(
             _write(owner, data_dir / name, content)
         _run(owner, BIN / "pg_ctl", "-D", data_dir, "-l", root / "server.log", "-w", "start")
         try:
-            yield DedicatedServer(data_dir, port)
+            yield DedicatedServer(data_dir, port, listen[0])
         finally:
             _run(owner, BIN / "pg_ctl", "-D", data_dir, "-m", "immediate", "-w", "stop")
     finally:

@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -49,9 +49,13 @@ class SeedStatus(enum.Enum):
 
 
 class SeedItem(Base):
-    """The minimal seed table: a UUID id, the status column, the error column."""
+    """The minimal seed table: a UUID id, the status column, the error column, and the
+    partial index on queued rows that the docs ask of such a table."""
 
     __tablename__ = "seed_items"
+    __table_args__ = (
+        Index("ix_seed_items_queued", "id", postgresql_where=text("status = 'queued'")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     status: Mapped[SeedStatus | None] = mapped_column(SAEnum(SeedStatus, name="seed_status"))

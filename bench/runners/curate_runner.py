@@ -21,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import curate
 from curate import CurateSettings, Workflow, workflow_mixin
-from curate.migrations import create_curate_tables, create_notify_trigger, create_queued_index
+from curate.migrations import create_curate_tables, create_notify_trigger
 from curate.worker import run_worker
 
 TABLE = "bench_items"
@@ -51,9 +51,8 @@ async def report(item_id: int, session: AsyncSession) -> None:
 
 
 def _create_table(connection: Connection) -> None:
-    Base.metadata.create_all(connection)
+    Base.metadata.create_all(connection)  # with the queued index, which the mixin declares
     with Operations.context(MigrationContext.configure(connection)):
-        create_queued_index(TABLE, "bench")
         create_notify_trigger(TABLE, "bench")
         create_curate_tables()
 

@@ -5,6 +5,13 @@ For a workflow with prefix ``p`` curate uses ``p_status``, ``p_error``, ``p_atte
 `workflow_columns` returns them as SQLAlchemy `Column` objects; `workflow_mixin` turns
 them into a declarative mixin and `curate.migrations.add_workflow_columns` adds them in an
 Alembic migration.
+
+The claim reads a partial index over a workflow's queued rows. The migration helpers
+create it; so that a table made any other way (``metadata.create_all``, as tests and many
+apps do) has it too, and Alembic's autogenerate sees the same schema, every table with a
+workflow's status and priority columns declares it (`declare_queued_indexes`, run by
+SQLAlchemy as such a table is made: the mixin, `workflow_columns`, or the typed columns
+the scaffold writes). An index of the same name declared in the model wins.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, String, Text
+from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text, event, text
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.types import TypeEngine
@@ -53,6 +60,19 @@ class ColumnNames:
         )
 
 
+QUEUED_INDEX = "curate_queued_index"
+"""Key of a status column's ``info``: True (the default) declares the queued index ordered
+by the primary key, a column name orders it by that column (as ``order_by`` of
+`curate.migrations.add_workflow_columns`), False declares none."""
+
+_DECLARED = "curate_declared"
+"""Key of the ``info`` of an index curate declared itself, which a model's own gives way to."""
+
+
+def queued_index_name(table: str, prefix: str) -> str:
+    return f"ix_{table}_{prefix}_queued"[:63]
+
+
 def status_type(
     prefix: str, status_enum: type[enum.Enum] = ProcessingStatus, schema: str | None = None
 ) -> SAEnum:
@@ -61,43 +81,109 @@ def status_type(
 
 
 def workflow_columns(
-    prefix: str, status_enum: type[enum.Enum] = ProcessingStatus, schema: str | None = None
+    prefix: str,
+    status_enum: type[enum.Enum] = ProcessingStatus,
+    schema: str | None = None,
+    *,
+    queued_index: bool | str = True,
 ) -> list[Column[object]]:
     """Fresh `Column` objects for every column of the workflow ``prefix``.
 
-    ``schema`` is where the status enum type lives (default: the search path).
+    ``schema`` is where the status enum type lives (default: the search path);
+    ``queued_index``: see `QUEUED_INDEX`.
     """
     return [
-        Column(name, type_, nullable=nullable, server_default=default)
-        for name, type_, nullable, default in _column_specs(prefix, status_enum, schema)
+        Column(name, type_, nullable=nullable, server_default=default, info=info)
+        for name, type_, nullable, default, info in _column_specs(
+            prefix, status_enum, schema, queued_index
+        )
     ]
 
 
 def _column_specs(
-    prefix: str, status_enum: type[enum.Enum], schema: str | None = None
-) -> list[tuple[str, TypeEngine[Any], bool, str | None]]:
+    prefix: str,
+    status_enum: type[enum.Enum],
+    schema: str | None = None,
+    queued_index: bool | str = True,
+) -> list[tuple[str, TypeEngine[Any], bool, str | None, dict[str, Any]]]:
     names = ColumnNames.for_prefix(prefix)
     assert names.attempts and names.run_after and names.claimed_by and names.lease_until
     assert names.priority
+    status_info: dict[str, Any] = {QUEUED_INDEX: queued_index}
     return [
-        (names.status, status_type(prefix, status_enum, schema), True, None),
-        (names.error, Text(), True, None),
-        (names.attempts, Integer(), False, "0"),
-        (names.run_after, DateTime(timezone=True), True, None),
-        (names.claimed_by, String(200), True, None),
-        (names.lease_until, DateTime(timezone=True), True, None),
-        (names.priority, Integer(), False, "0"),
+        (names.status, status_type(prefix, status_enum, schema), True, None, status_info),
+        (names.error, Text(), True, None, {}),
+        (names.attempts, Integer(), False, "0", {}),
+        (names.run_after, DateTime(timezone=True), True, None, {}),
+        (names.claimed_by, String(200), True, None, {}),
+        (names.lease_until, DateTime(timezone=True), True, None, {}),
+        (names.priority, Integer(), False, "0", {}),
     ]
 
 
-def workflow_mixin(prefix: str, status_enum: type[enum.Enum] = ProcessingStatus) -> type:
-    """A declarative mixin carrying the workflow's columns.
+def workflow_mixin(
+    prefix: str,
+    status_enum: type[enum.Enum] = ProcessingStatus,
+    *,
+    queued_index: bool | str = True,
+) -> type:
+    """A declarative mixin carrying the workflow's columns (and so its queued index:
+    ``queued_index``, see `QUEUED_INDEX`).
 
     ``class SitemapFile(workflow_mixin("sitemap_import"), Base): ...``
     """
     attributes = {
-        name: mapped_column(name, type_, nullable=nullable, server_default=default)
-        for name, type_, nullable, default in _column_specs(prefix, status_enum)
+        name: mapped_column(name, type_, nullable=nullable, server_default=default, info=info)
+        for name, type_, nullable, default, info in _column_specs(
+            prefix, status_enum, queued_index=queued_index
+        )
     }
     class_name = "".join(part.title() for part in prefix.split("_")) + "WorkflowColumns"
     return type(class_name, (), attributes)
+
+
+@event.listens_for(Table, "after_parent_attach")
+def declare_queued_indexes(table: Table, _metadata: object) -> None:
+    """Declare the queued index of each workflow of ``table`` that lacks one: a column
+    ``<p>_status`` of the enum type ``<p>_status`` (`status_type`) with a ``Queued`` member,
+    beside ``<p>_priority``; the same index `curate.migrations.create_queued_index` makes,
+    over (priority descending, then the primary key or the column ``QUEUED_INDEX`` names).
+    """
+    for column in list(table.columns):
+        type_ = column.type
+        if not (
+            isinstance(type_, SAEnum)
+            and type_.name == column.name
+            and column.name.endswith("_status")
+            and type_.enum_class is not None
+            and "Queued" in type_.enum_class.__members__
+        ):
+            continue
+        prefix = column.name.removesuffix("_status")
+        wanted = column.info.get(QUEUED_INDEX, True)
+        name = queued_index_name(table.name, prefix)
+        priority = table.c.get(f"{prefix}_priority")
+        keys = list(table.primary_key.columns)
+        order = table.c.get(wanted) if isinstance(wanted, str) else None
+        if isinstance(wanted, bool) and wanted and len(keys) == 1:
+            order = keys[0]
+        if order is None or priority is None or any(ix.name == name for ix in table.indexes):
+            continue
+        Index(
+            name,
+            priority.desc(),
+            order,
+            postgresql_where=text(f"{column.name} = '{type_.enum_class['Queued'].name}'"),
+            info={_DECLARED: True},
+        )
+
+
+@event.listens_for(Index, "after_parent_attach")
+def _give_way(index: Index, table: Table) -> None:
+    """A model's own index (or a copy, `Table.to_metadata`) of the name curate declared:
+    the declared one goes, so there is one index of each name."""
+    if index.info.get(_DECLARED):
+        return
+    for other in list(table.indexes):
+        if other is not index and other.name == index.name and other.info.get(_DECLARED):
+            table.indexes.discard(other)

@@ -18,7 +18,13 @@ import enum
 import sqlalchemy as sa
 from alembic import op
 
-from curate.columns import ColumnNames, ProcessingStatus, status_type, workflow_columns
+from curate.columns import (
+    ColumnNames,
+    ProcessingStatus,
+    queued_index_name,
+    status_type,
+    workflow_columns,
+)
 from curate.engine.notifier import channel_for
 from curate.sql import own_tables
 
@@ -39,10 +45,6 @@ def drop_curate_tables(schema: str | None = None) -> None:
     and record of periodic runs in them."""
     for statement in own_tables.drop(schema):
         op.execute(statement)
-
-
-def queued_index_name(table: str, prefix: str) -> str:
-    return f"ix_{table}_{prefix}_queued"[:63]
 
 
 def add_workflow_columns(
@@ -148,6 +150,7 @@ def create_queued_index(
         [sa.text(f'"{names.priority}" DESC'), order_by] if priority else [order_by],
         schema=schema,
         postgresql_where=sa.text(f"{status_column} = '{stored}'"),
+        if_not_exists=True,  # a table made from the models has it already (curate.columns)
     )
 
 

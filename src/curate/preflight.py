@@ -23,7 +23,7 @@ from curate.engine.binding import TableBinding
 from curate.engine.error_text import format_error
 from curate.errors import ConfigurationError, DatabaseUnavailableError
 from curate.logs import logger
-from curate.sql import TABLE_COLUMNS, table_columns_params
+from curate.sql import QUEUED_INDEXED, TABLE_COLUMNS, queued_indexed_params, table_columns_params
 from curate.workflow import Workflow
 
 REJECTIONS = {
@@ -68,6 +68,8 @@ class Unmigrated:
     problems: tuple[str, ...]
     """One per workflow: ``workflow work: table items has no column … in schema app``."""
     fix: str
+    unindexed: tuple[str, ...] = ()
+    """Warnings, one per workflow whose table has every column but no queued index."""
 
     def __bool__(self) -> bool:
         return bool(self.problems)
@@ -86,6 +88,7 @@ async def unmigrated(database: Database, workflows: Sequence[Workflow]) -> Unmig
     (``CURATE_DATABASE_SCHEMA``, else the search_path's first). Connects, so it raises what
     connecting raises (see `database_problem`)."""
     problems = []
+    unindexed: list[str] = []
     async with (await database.engine()).connect() as connection:
         searched = await first_schema(connection)
         for workflow in workflows:
@@ -99,9 +102,24 @@ async def unmigrated(database: Database, workflows: Sequence[Workflow]) -> Unmig
                 column = "column" if len(absent) == 1 else "columns"
                 problem = f"table {table.name} has no {column} {', '.join(absent)} {where}"
             else:
+                if not await connection.scalar(
+                    QUEUED_INDEXED, queued_indexed_params(table, workflow.binding.status.name)
+                ):
+                    unindexed.append(_unindexed(workflow, where))
                 continue
             problems.append(f"workflow {workflow.name}: {problem}")
-    return Unmigrated(tuple(problems), migration_fix(searched))
+    return Unmigrated(tuple(problems), migration_fix(searched), tuple(unindexed))
+
+
+def _unindexed(workflow: Workflow, where: str) -> str:
+    binding = workflow.binding
+    return (
+        f"workflow {workflow.name}: table {binding.table.name} {where} has no index on its"
+        f" queued rows (a partial index WHERE {binding.status.name} = the queued status),"
+        " so each claim reads more of the table as it grows; add it in a migration"
+        f" (curate.migrations.create_queued_index({binding.table.name!r}, <prefix>) for a"
+        " workflow's standard columns)"
+    )
 
 
 async def check_at_start(
@@ -125,6 +143,8 @@ async def check_at_start(
         raise ConfigurationError(str(found))
     for line in found.lines():
         logger.error("{}", line)
+    for line in found.unindexed:
+        logger.warning("{}", line)
 
 
 def _column_names(binding: TableBinding) -> list[str]:

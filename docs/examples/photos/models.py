@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 
 from curate import workflow_mixin
-from sqlalchemy import DateTime, Enum, Index, String, func, text
+from sqlalchemy import DateTime, Enum, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -21,7 +21,8 @@ class CurationStatus(enum.StrEnum):
 
 
 class Photo(workflow_mixin("thumbnail"), Base):
-    """Adds thumbnail_status, thumbnail_error, thumbnail_attempts, ... to the table."""
+    """Adds thumbnail_status, thumbnail_error, thumbnail_attempts, ... to the table, and
+    the partial index over its queued rows that the claim reads."""
 
     __tablename__ = "photos"
 
@@ -36,14 +37,4 @@ class Photo(workflow_mixin("thumbnail"), Base):
     thumb_height: Mapped[int | None]
     updated_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
-    )
-
-    __table_args__ = (
-        # The partial index the claim reads; add_workflow_columns creates the same one.
-        Index(
-            "ix_photos_thumbnail_queued",
-            text("thumbnail_priority DESC"),
-            "id",
-            postgresql_where=text("thumbnail_status = 'Queued'"),
-        ),
     )

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import curate
 from curate.db import Database
 from curate.engine.error_text import format_error
+from curate.logs import logger
 from curate.preflight import database_problem, unmigrated
 from curate.project import Project, load_workflows
 from curate.workflow import Workflow
@@ -149,3 +150,5 @@ async def check_tables(db: Database, workflows: Sequence[Workflow]) -> None:
     found = await unmigrated(db, workflows)
     if found:
         raise UsageProblem(str(found))
+    for line in found.unindexed:
+        logger.warning("{}", line)

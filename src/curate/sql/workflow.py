@@ -9,6 +9,7 @@ written into SQL. Parameters are bound by name; each statement's docstring lists
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -609,6 +610,22 @@ def table_columns_params(table: Table) -> dict[str, Any]:
         '"' + part.replace('"', '""') + '"' for part in (table.schema, table.name) if part
     )
     return {"curate_table": quoted}
+
+
+QUEUED_INDEXED = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index"
+    " WHERE indrelid = to_regclass(:curate_table) AND indpred IS NOT NULL"
+    " AND pg_get_expr(indpred, indrelid) ~ :curate_status_pattern)"
+)
+"""Whether the table has a partial index whose predicate names the status column: the
+queued index the claim reads (`curate.migrations.create_queued_index`)."""
+
+
+def queued_indexed_params(table: Table, status_column: str) -> dict[str, Any]:
+    return {
+        **table_columns_params(table),
+        "curate_status_pattern": rf"\m{re.escape(status_column)}\M",  # a word, not a part
+    }
 
 
 NOTIFY = text("SELECT pg_notify(:curate_channel, '')")
