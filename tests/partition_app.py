@@ -1,4 +1,5 @@
-"""A worker to cut off from its database: ``ip netns exec NS python -m tests.partition_app N``.
+"""A worker to cut off from its database:
+``ip netns exec NS python -m tests.partition_app N [own-row]``.
 
 One run of the workflow ``work`` over `tests.models.Item` (the database from
 CURATE_DATABASE_URL, as for any curate process) that claims ``N`` items at once on a short
@@ -17,7 +18,7 @@ import signal
 import sys
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import curate
@@ -31,14 +32,24 @@ REPORT = "partition: "
 
 
 def partition_workflow(
-    worker: str, executions: ExecutionLog, items: int, hold: asyncio.Event | None = None
+    worker: str,
+    executions: ExecutionLog,
+    items: int,
+    hold: asyncio.Event | None = None,
+    own_row: bool = False,
 ) -> curate.Workflow:
     """The workflow of both sides of the partition: the service records its start, adds an
-    effect noted ``worker`` in curate's session, and waits for ``hold`` if given."""
+    effect noted ``worker`` in curate's session, with ``own_row`` writes to its own row
+    (so its open transaction holds that row's lock, as a service saving its result does),
+    and waits for ``hold`` if given."""
 
     async def process_single_work(item_id: Any, session: AsyncSession) -> None:
         await executions.record(session, item_id)
         session.add(Effect(item_id=item_id, note=worker))
+        if own_row:
+            await session.execute(
+                update(Item).where(Item.id == item_id).values(payload=f"by {worker}")
+            )
         if hold is not None:
             await hold.wait()
 
@@ -59,14 +70,14 @@ def report(**values: Any) -> None:
     print(REPORT + json.dumps(values), flush=True)
 
 
-async def main(items: int) -> None:
+async def main(items: int, own_row: bool) -> None:
     settings = curate.CurateSettings()
     curate.configure_logging(settings.log_level)
     runtime = curate.Runtime(settings)
     executions = ExecutionTable(Item, "work")
     finish = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, finish.set)
-    flow = partition_workflow(settings.worker_id, executions, items, finish)
+    flow = partition_workflow(settings.worker_id, executions, items, finish, own_row)
     try:
         async with (await runtime.database.engine()).connect() as conn:
             where = await conn.execute(
@@ -82,4 +93,4 @@ async def main(items: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), own_row=sys.argv[2:] == ["own-row"]))

@@ -261,3 +261,30 @@ def test_the_how_to_shows_the_real_refusal(database_url: str) -> None:
         CurateSettings(database_url=with_query(database_url, statement_cache_size="off"))
     how_to = (DOCS / "how-to" / "configure.md").read_text()
     assert f"curate.errors.ConfigurationError: {refusal.value}" in how_to
+
+
+KEEPALIVE_SETTINGS = (
+    "tcp_keepalives_idle",
+    "tcp_keepalives_interval",
+    "tcp_keepalives_count",
+    "tcp_user_timeout",
+)
+
+
+async def keepalive_settings(engine: AsyncEngine) -> tuple[str, ...]:
+    async with engine.connect() as conn:
+        return tuple([await conn.scalar(text(f"SHOW {name}")) for name in KEEPALIVE_SETTINGS])
+
+
+async def test_each_connection_asks_the_server_to_probe_it(
+    settings: CurateSettings, admin_engine: AsyncEngine
+) -> None:
+    """``CURATE_TCP_KEEPALIVE_SECONDS``: the server drops a silent worker (a partition:
+    tests/test_partition.py) after about twice this, not after the system's two hours;
+    0 leaves a connection with the server's own settings, as any other client's."""
+    own = await keepalive_settings(admin_engine)
+    assert own != ("20", "6", "3", "38000")
+    async with configured(settings) as rt:  # the default, 20
+        assert await keepalive_settings(await rt.database.engine()) == ("20", "6", "3", "38000")
+    async with configured(settings.model_copy(update={"tcp_keepalive_seconds": 0})) as rt:
+        assert await keepalive_settings(await rt.database.engine()) == own

@@ -82,6 +82,17 @@ class CurateSettings(BaseSettings):
         ge=0,
         description="the longest one of curate's own statements may take (0: no limit)",
     )
+    tcp_keepalive_seconds: int = Field(
+        default=20,
+        ge=0,
+        le=3600,
+        description=(
+            "how long a connection of curate's may go silent before the database server"
+            " probes it: a worker cut off by the network is dropped by the server after"
+            " about twice this, with its transactions and their row locks (0: the server's"
+            " own settings)"
+        ),
+    )
     worker_id: str = Field(default_factory=default_worker_id, min_length=1, max_length=200)
     log_level: LogLevel = "INFO"
     log_json: bool = Field(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 from curate.db.connect_args import ConnectArgs, connect_args
 from curate.db.connecting import guard_connections
 from curate.db.embedded import EmbeddedPostgres, start_embedded_postgres
+from curate.db.keepalives import ask_for_keepalives
 from curate.db.pooling import transaction_pooling_arguments
 from curate.logs import logger
 
@@ -64,6 +65,8 @@ class Database:
                 connect_args=target.arguments,
             )
             guard_connections(engine)
+            if self.settings.database_pooling == "session":
+                ask_for_keepalives(engine, self.settings.tcp_keepalive_seconds)
             self._engines[loop] = engine
             self._sessionmakers[loop] = async_sessionmaker(engine, expire_on_commit=False)
         return engine
