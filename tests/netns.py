@@ -53,6 +53,11 @@ class Host:
         """The host's own address, as servers see its connections come."""
         return str(self.network[2])
 
+    @property
+    def hba(self) -> str:
+        """The ``pg_hba.conf`` line that lets the host's connections in (no password)."""
+        return f"host all all {self.network} trust"
+
     def command(self, *argv: str) -> list[str]:
         """``argv`` run inside the namespace (``ip netns exec`` execs it: same process)."""
         return [IP, "netns", "exec", self.namespace, *argv]
