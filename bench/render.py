@@ -1,4 +1,5 @@
-"""Render a benchmark run: its JSON lines become docs/benchmarks.md and docs/benchmarks.png.
+"""Render a benchmark run: its JSON lines become docs/benchmarks.md and docs/benchmarks.png
+(and docs/benchmarks-soak.png when the run has a soak).
 
     python bench/render.py bench/results/<timestamp>.jsonl [--docs-dir docs] [--no-plot]
 
@@ -22,6 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "benchmarks.md"
 PLOT = "benchmarks.png"
+SOAK_PLOT = "benchmarks-soak.png"
 
 CURATE = "curate"
 PEER_ORDER = ("procrastinate", "pgqueuer", "oban", "naive")
@@ -30,6 +32,10 @@ PEER_ORDER = ("procrastinate", "pgqueuer", "oban", "naive")
 RAW_SQL_CEILING = 28_000
 CLAIM_FLAT_FACTOR = 1.5
 PICKUP_P50_TARGET_MS = 10.0
+# The soak's targets (issue 16); bench/soak.py judges them, these only label and draw them.
+SOAK_KEEP_UP_SECONDS = 10
+SOAK_CLAIM_P99_MS = 5.0
+SOAK_GROWTH = 1.3
 
 DASH = "\u2013"  # an en dash, for a figure the run does not have
 TIMES = "\u00d7"  # the multiplication sign of a ratio
@@ -63,6 +69,8 @@ class Run:
     pickups: list[Line]
     claims: list[Line]
     problems: list[Line]
+    soak_minutes: list[Line]
+    soak_summaries: list[Line]
 
     @classmethod
     def load(cls, path: Path) -> Run:
@@ -78,6 +86,8 @@ class Run:
             pickups=measure("pickup"),
             claims=measure("claim_cost"),
             problems=[line for line in lines if "error" in line],
+            soak_minutes=measure("soak"),
+            soak_summaries=measure("soak_summary"),
         )
 
 
@@ -415,12 +425,154 @@ def targets(run: Run) -> list[Target]:
     return [per_item_target(run), batched_target(run), pickup_target(run), claim_target(run)]
 
 
+VERDICTS = {True: "**met**", False: "**not met**", None: "not measured"}
+
+
 def targets_section(run: Run) -> list[str]:
-    verdicts = {True: "**met**", False: "**not met**", None: "not measured"}
     return table(
         ["Target (issue 8)", "This run", "Verdict"],
-        ([t.text, t.figure, verdicts[t.met]] for t in targets(run)),
+        ([t.text, t.figure, VERDICTS[t.met]] for t in targets(run)),
     )
+
+
+# --- the soak -----------------------------------------------------------------------------
+
+SOAK_SYSTEMS = (CURATE, "pgqueuer")
+SOAK_TARGETS = (
+    (
+        "keeps_up",
+        "Keeps up with the producer every minute (backlog at its end"
+        f" ≤ {SOAK_KEEP_UP_SECONDS} s of production)",
+    ),
+    ("claim_p99", f"Claim p99 ≤ {SOAK_CLAIM_P99_MS:g} ms every minute"),
+    ("growth", f"Table + index bytes at the end ≤ {SOAK_GROWTH}{TIMES} at minute 5"),
+)
+
+
+def soak_summary(run: Run, system: str) -> Line:
+    return next((x for x in run.soak_summaries if x.get("system") == system), {})
+
+
+def soak_lines(run: Run, system: str) -> list[Line]:
+    return sorted(
+        (x for x in run.soak_minutes if x.get("system") == system), key=lambda x: x["minute"]
+    )
+
+
+def megabytes(value: float | None) -> float | None:
+    return None if value is None else value / 2**20
+
+
+def soak_figure(name: str, target: Line) -> str:
+    """What a target's verdict rests on, from the summary line's numbers."""
+    if not target:
+        return DASH
+    if name == "keeps_up":
+        return (
+            f"largest backlog {number(target.get('worst_backlog'))} (minute"
+            f" {target.get('worst_minute')}), bound {number(target.get('bound'))}"
+        )
+    if name == "claim_p99":
+        worst = number(target.get("worst_p99_ms"), 2)
+        return f"worst p99 {worst} ms (minute {target.get('worst_minute')})"
+    return (
+        f"{ratio(target.get('ratio'))}: {number(megabytes(target.get('end_bytes')))} vs"
+        f" {number(megabytes(target.get('base_bytes')))} MB at minute {target.get('base_minute')}"
+    )
+
+
+def soak_targets(run: Run) -> list[str]:
+    curate, peer = soak_summary(run, CURATE), soak_summary(run, "pgqueuer")
+    rows = []
+    for name, text in SOAK_TARGETS:
+        ours, theirs = (
+            curate.get("targets", {}).get(name, {}),
+            peer.get("targets", {}).get(name, {}),
+        )
+        verdict = VERDICTS[ours.get("met")] if ours else VERDICTS[None]
+        their_verdict = (": met" if theirs.get("met") else ": not met") if theirs else ""
+        rows.append(
+            [
+                text,
+                soak_figure(name, ours),
+                verdict,
+                f"{soak_figure(name, theirs)}{their_verdict}",
+            ]
+        )
+    return table(["Target (issue 16)", "curate", "Verdict", "PgQueuer, same rule"], rows)
+
+
+def soak_intro(run: Run) -> str:
+    ours = soak_summary(run, CURATE)
+    setup = ours.get("setup", {})
+    if not ours or "error" in ours:
+        return "The soak of curate did not finish (see the failed steps below)."
+    interval = ours.get("minute_seconds", 60)
+    length = "minutes" if interval == 60 else f"intervals of {interval:g} s"
+    peer = soak_summary(run, "pgqueuer")
+    tail = (
+        " PgQueuer ran after it at the same producer rate for as long; its jobs are rows of"
+        " its own table with a page id as payload (no pages table), and its figures are its"
+        " queue table's."
+        if peer and "error" not in peer
+        else ""
+    )
+    return (
+        f"{number(ours.get('rows'))} rows of `pages` (a 2 KB body, stored in"
+        f" {number(setup.get('body_stored_bytes'))} bytes, four secondary indexes) and two"
+        " curate workflows on the same rows, `fetch` then `parse` (queued by fetch's service"
+        " in its own transaction). First the workers drained"
+        f" {number(ours.get('calibration_rows'))} rows queued at once, through both stages,"
+        f" at {number(ours.get('drain_rate'))} rows/s; then a producer queued"
+        f" {number(ours.get('rate'))} rows/s ({number(100 * (ours.get('share') or 0))} % of"
+        f" that), a batch every 100 ms, for {ours.get('minutes')} {length}."
+        f" Autovacuum: {ours.get('autovacuum')}.{tail} Claim times are every claim statement"
+        " of the minute, as the worker timed it (curate's run observer; PgQueuer's `dequeue`)."
+        " Table bytes are `pg_table_size` (heap, TOAST and maps), index bytes"
+        " `pg_indexes_size`; WAL is the whole server's; RSS is the worker's peak so far."
+    )
+
+
+def soak_minutes_table(run: Run, system: str) -> list[str]:
+    header = ["Minute", "Items/s", "Produced", "Backlog", "Claims", "p50 ms", "p99 ms"]
+    header += ["Table MB", "Index MB", "Dead tuples", "HOT %", "Vacuums", "WAL MB", "RSS MB"]
+    rows = [
+        [
+            str(x["minute"]),
+            number(x.get("items_per_s"), 1),
+            number(x.get("produced")),
+            number(x.get("queued_backlog")),
+            number(x.get("claims")),
+            number(x.get("claim_p50_ms"), 2),
+            number(x.get("claim_p99_ms"), 2),
+            number(megabytes(x.get("table_bytes")), 1),
+            number(megabytes(x.get("index_bytes")), 1),
+            number(x.get("dead_tuples")),
+            number(None if x.get("hot_update_ratio") is None else 100 * x["hot_update_ratio"], 1),
+            number(x.get("vacuums")),
+            number(megabytes(x.get("wal_bytes")), 1),
+            number(x.get("worker_peak_rss_mb"), 1),
+        ]
+        for x in soak_lines(run, system)
+    ]
+    return table(header, rows)
+
+
+def soak_section(run: Run, plot: Path | None) -> list[str]:
+    if not run.soak_summaries and not run.soak_minutes:
+        return [
+            "*No soak in this run: `python bench/run.py --soak 30` adds one (curate, then"
+            " PgQueuer at the same producer rate).*",
+            "",
+        ]
+    out = [soak_intro(run), "", *soak_targets(run), ""]
+    if plot is not None:
+        out += [f"![The soak, minute by minute]({plot.name})", ""]
+    for system in SOAK_SYSTEMS:
+        if soak_lines(run, system):
+            queue = "`pages`" if system == CURATE else "its queue table `pgqueuer`"
+            out += [f"### {system} ({queue})", "", *soak_minutes_table(run, system), ""]
+    return out
 
 
 # --- machine, versions, commands ----------------------------------------------------------
@@ -453,7 +605,8 @@ def _duration(run: Run) -> str:
 
 def commands_section(run: Run) -> list[str]:
     out = ["This run:", "", "```bash", str(run.meta.get("command", "?")), "```", ""]
-    steps = [line.get("argv") for line in (*run.drains, *run.pickups, *run.claims)]
+    lines = (*run.drains, *run.pickups, *run.claims, *run.soak_summaries)
+    steps = [line.get("argv") for line in lines]
     shown = [" ".join(argv) for argv in steps if argv]
     if shown:
         out += ["Each step, as run (one subprocess each):", "", "```bash", *shown, "```", ""]
@@ -496,7 +649,12 @@ def run_kind_warning(run: Run) -> list[str]:
 
 
 def render_markdown(
-    run: Run, results: Path, docs_dir: Path, plot: Path | None, notes: Path | None
+    run: Run,
+    results: Path,
+    docs_dir: Path,
+    plot: Path | None,
+    notes: Path | None,
+    soak_plot: Path | None = None,
 ) -> str:
     source = os.path.relpath(results, docs_dir)
     out = [
@@ -550,6 +708,9 @@ def render_markdown(
         "",
         *memory_section(run),
         "",
+        "## Soak",
+        "",
+        *soak_section(run, soak_plot),
         "## Where the time goes",
         "",
         *notes_section(notes),
@@ -591,14 +752,22 @@ def _bars(axis: Any, labels: list[str], series: dict[str, list[float]], unit: st
     axis.legend()
 
 
-def render_plot(run: Run, path: Path) -> bool:
-    """Drain throughput bars and pick-up p50/p95; False when matplotlib is missing."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot drawing to files, or None when matplotlib is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def render_plot(run: Run, path: Path) -> bool:
+    """Drain throughput bars and pick-up p50/p95; False when matplotlib is missing."""
+    plt = _pyplot()
+    if plt is None:
         return False
     drains = sorted((x for x in run.drains if drain_rate(x) is not None), key=drain_order(run))
 
@@ -628,18 +797,85 @@ def render_plot(run: Run, path: Path) -> bool:
     return True
 
 
+SOAK_PANELS = (
+    ("items_per_s", "Items through both stages per second", False),
+    ("queued_backlog", "Queued backlog at the minute's end", False),
+    ("claim_p99_ms", "Claim p99 ms (dashed: p50; dotted: the 5 ms target)", True),
+    ("growth", "Table + index bytes ÷ the verdict's base minute", False),
+    ("dead_tuples", "Dead tuples at the minute's end", False),
+    ("hot_update_ratio", "HOT updates ÷ updates in the minute", False),
+)
+
+
+def render_soak_plot(run: Run, path: Path) -> bool:
+    """The soak's minutes, curate and PgQueuer on shared axes; False without matplotlib."""
+    plt = _pyplot()
+    if plt is None:
+        return False
+    from matplotlib.ticker import FormatStrFormatter
+
+    figure, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    for axis, (key, title, log_scale) in zip(axes.flat, SOAK_PANELS, strict=True):
+        for system in SOAK_SYSTEMS:
+            lines = soak_lines(run, system)
+            if not lines:
+                continue
+            minutes = [x["minute"] for x in lines]
+            values = [_soak_value(run, system, x, key) for x in lines]
+            axis.plot(minutes, values, marker="o", markersize=3, label=system)
+            if key == "claim_p99_ms":
+                p50s = [x.get("claim_p50_ms") for x in lines]
+                axis.plot(minutes, p50s, linestyle="--", color=axis.lines[-1].get_color())
+            if key == "items_per_s" and soak_summary(run, system).get("rate"):
+                axis.axhline(soak_summary(run, system)["rate"], color="grey", linestyle=":")
+        if key == "claim_p99_ms":
+            axis.axhline(SOAK_CLAIM_P99_MS, color="grey", linestyle=":")
+        if key == "growth":
+            axis.axhline(SOAK_GROWTH, color="grey", linestyle=":")
+        if log_scale:
+            axis.set_yscale("log")
+            axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        elif key == "hot_update_ratio":
+            axis.set_ylim(-0.05, 1.05)
+        elif key != "growth":
+            axis.set_ylim(bottom=0)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("minute")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def _soak_value(run: Run, system: str, line: Line, key: str) -> float | None:
+    if key != "growth":
+        return line.get(key)
+    base = soak_summary(run, system).get("targets", {}).get("growth", {}).get("base_bytes")
+    return (line["table_bytes"] + line["index_bytes"]) / base if base else None
+
+
+def _draw(draw: Callable[[Run, Path], bool], run: Run, path: Path) -> Path | None:
+    """``path`` once ``draw`` has drawn it there, else None: the page is worth more than
+    the plot, so a failure only leaves it out."""
+    try:
+        return path if draw(run, path) else None
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"render: no plot {path.name}: {error!r}", file=sys.stderr)
+        return None
+
+
 def render(results: Path, docs_dir: Path, notes: Path | None, plot: bool = True) -> Path:
-    """Write benchmarks.md (and benchmarks.png when possible) into ``docs_dir``."""
+    """Write benchmarks.md (and its plots when possible) into ``docs_dir``."""
     run = Run.load(results)
     docs_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = docs_dir / PLOT
-    try:
-        drawn = plot and render_plot(run, plot_path)
-    except (ValueError, RuntimeError, OSError) as error:  # the page is worth more than the plot
-        print(f"render: no plot: {error!r}", file=sys.stderr)
-        drawn = False
+    drawn = _draw(render_plot, run, docs_dir / PLOT) if plot else None
+    drawn_soak = plot and bool(run.soak_minutes)
+    soak_plot = _draw(render_soak_plot, run, docs_dir / SOAK_PLOT) if drawn_soak else None
     page = docs_dir / PAGE
-    page.write_text(render_markdown(run, results, docs_dir, plot_path if drawn else None, notes))
+    page.write_text(render_markdown(run, results, docs_dir, drawn, notes, soak_plot))
     return page
 
 

@@ -4,11 +4,18 @@
     python bench/run.py --quick             # the smoke run: curate and naive, tiny N
     python bench/run.py --only curate,pgqueuer
     python bench/run.py --skip-peers
+    python bench/run.py --soak 30           # the full run, then the 30-minute soak
+    python bench/run.py --soak 3 --soak-rows 50000 --soak-only   # a short soak alone
 
 Every step is a subprocess (a runner in bench/runners/) with a timeout; its JSON line, or a
 line with "error" when it fails, is appended to bench/results/<UTC timestamp>.jsonl, after a
 "meta" line (machine, PostgreSQL, Python and package versions, this command line). At the end
 bench/render.py turns the file into docs/benchmarks.md and docs/benchmarks.png.
+
+The soak (bench/soak.py) runs only when asked, after the other steps and outside their
+--budget-minutes: curate for MINUTES on a table of --soak-rows, then PgQueuer for as long at
+the producer rate curate's soak measured and used; their minute lines go into the results
+file as they come, and its section and plot (docs/benchmarks-soak.png) into the page.
 
 The peers' environments are created when missing: bench/.venv-peers (Procrastinate,
 PgQueuer, matplotlib) with this Python, bench/.venv-oban (Oban for Python) with Python 3.12
@@ -19,18 +26,23 @@ Standard library only, so any Python >= 3.11 runs it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
+import math
 import os
 import platform
+import queue
 import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +99,8 @@ class Sizes:
     claim_rows: tuple[int, ...]
     drain_cap: dict[int, float]  # --max-seconds per N
     naive_cap: float
+    soak_rows: int
+    soak_minute_seconds: float  # the soak's reporting interval: a minute, or 5 s in the smoke
 
 
 FULL = Sizes(
@@ -99,6 +113,8 @@ FULL = Sizes(
     claim_rows=(10_000, 1_000_000, 10_000_000),
     drain_cap={10_000: 90, 100_000: 150},
     naive_cap=120,
+    soak_rows=1_000_000,
+    soak_minute_seconds=60,
 )
 QUICK = Sizes(
     drain_n=(200,),
@@ -110,6 +126,8 @@ QUICK = Sizes(
     claim_rows=(10_000,),
     drain_cap={200: 30},
     naive_cap=30,
+    soak_rows=2_000,
+    soak_minute_seconds=5,
 )
 LATENCY_RATE = 50
 CLAIM_QUEUED = 1_000
@@ -118,6 +136,11 @@ SETUP_ALLOWANCE = 60
 SETUP_PER_ITEM = 0.0008  # queueing 100,000 rows: +80 s
 STOP_GRACE_SECONDS = 15
 CLAIM_TIMEOUT = {10_000: 90, 1_000_000: 240, 10_000_000: 600}
+SOAK_MINUTES = 30
+SOAK_SYSTEMS = ("curate", "pgqueuer")  # in this order: PgQueuer runs at curate's rate
+# A soak step's time beyond its minutes: start-up, calibration (up to 300 s), loading rows.
+SOAK_ALLOWANCE = 420
+SOAK_SETUP_PER_ROW = 0.0003  # 1,000,000 rows and their VACUUM: +300 s
 
 
 @dataclass(frozen=True)
@@ -130,6 +153,8 @@ class Step:
     timeout: float
     tags: dict[str, Any] = field(default_factory=dict)
     script: Path | None = None  # default: bench/runners/<system>_runner.py
+    streams: bool = False
+    """Its lines of other measures (the soak's minutes) go into the results as they come."""
 
     @property
     def label(self) -> str:
@@ -212,6 +237,17 @@ def claim_steps(sizes: Sizes, systems: list[str], use_runner: bool) -> Iterator[
         yield Step(
             "curate", "claim_cost", args, CLAIM_TIMEOUT.get(rows, 600), {"rows": rows}, script
         )
+
+
+def soak_step(sizes: Sizes, system: str, minutes: int, rows: int, rate: Any = None) -> Step:
+    """One system's soak; PgQueuer's with the ``rate`` curate's soak produced at."""
+    args = ["run", "--system", system, "--minutes", str(minutes), "--rows", str(rows)]
+    args += ["--minute-seconds", f"{sizes.soak_minute_seconds:g}"]
+    if rate is not None:
+        args += ["--rate", str(rate)]
+    timeout = minutes * sizes.soak_minute_seconds + SOAK_ALLOWANCE + SOAK_SETUP_PER_ROW * rows
+    tags = {"minutes": minutes, "rows": rows}
+    return Step(system, "soak_summary", args, timeout, tags, BENCH / "soak.py", streams=True)
 
 
 def runner_has(system: str, command: str) -> bool:
@@ -442,56 +478,92 @@ def now() -> str:
 # --- running the steps --------------------------------------------------------------------
 
 
-def last_json(text: str) -> dict[str, Any] | None:
-    for line in reversed(text.splitlines()):
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
+def json_object(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def tail(text: str, size: int = 600) -> str:
     return " ".join(text.strip().split())[-size:]
 
 
-def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+def stop(process: subprocess.Popen[str]) -> None:
     """Interrupt the runner's process group (its cleanup drops its schema), then kill it."""
-    os.killpg(process.pid, signal.SIGINT)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
     try:
-        return process.communicate(timeout=STOP_GRACE_SECONDS)
+        process.wait(timeout=STOP_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the runner and the workers it started
-        return process.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the runner and the workers it started
+        process.wait()
 
 
-def execute(argv: list[str], timeout: float) -> tuple[dict[str, Any] | None, str]:
-    """Run one step in its own process group: (its JSON line, or None and why not)."""
-    process = subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stdout, stderr = stop(process)
+Stream = Callable[[dict[str, Any]], None]
+
+
+def execute(
+    argv: list[str], timeout: float, stream: Stream | None = None, measure: str = ""
+) -> tuple[dict[str, Any] | None, str]:
+    """Run one step in its own process group: (its JSON line, or None and why not).
+
+    Its result is the last JSON line it prints; with ``stream``, lines of a measure other
+    than ``measure`` go to ``stream`` as they are printed, and the result is the last of
+    ``measure``. Its stderr goes to a file, so a long step cannot block on a full pipe."""
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            start_new_session=True,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        result, timed_out = None, False
+        while True:
+            try:
+                raw = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                stop(process)
+                timed_out = True
+                break
+            if raw is None:
+                break
+            value = json_object(raw)
+            if value is not None and stream is not None and value.get("measure") != measure:
+                stream(value)
+            elif value is not None:
+                result = value
+        process.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    if timed_out:
         return None, f"timeout after {timeout:.0f} s; stderr: {tail(stderr)}"
-    result = last_json(stdout)
     if process.returncode != 0 or result is None:
         return None, f"exit {process.returncode}; stderr: {tail(stderr)}"
     return result, ""
 
 
-def run_step(step: Step, dsn: str, skipped: dict[str, str], deadline: float) -> dict[str, Any]:
+def _pump(source: Any, lines: queue.Queue[str | None]) -> None:
+    """Hand the step's stdout over line by line; None at its end."""
+    for line in source:
+        lines.put(line)
+    lines.put(None)
+
+
+def run_step(
+    step: Step, dsn: str, skipped: dict[str, str], deadline: float, stream: Stream | None = None
+) -> dict[str, Any]:
     """The step's result line, tagged; a line with "error" when it fails or cannot run.
 
-    A step that would run past ``deadline`` is cut to it, or not run when under 10 s remain."""
+    A step that would run past ``deadline`` is cut to it, or not run when under 10 s remain.
+    A streaming step's other lines go to ``stream`` as they come (`execute`)."""
     started = time.monotonic()
     step = step.within(deadline - started)
     argv = step.argv(env_python(SYSTEM_ENV[step.system]), dsn)
@@ -503,7 +575,7 @@ def run_step(step: Step, dsn: str, skipped: dict[str, str], deadline: float) -> 
     elif step.timeout < 10:
         line["error"] = "not run: the run's time budget (--budget-minutes) is spent"
     else:
-        result, error = execute(argv, step.timeout)
+        result, error = execute(argv, step.timeout, stream if step.streams else None, step.measure)
         if result is None:
             line["error"] = error
         else:
@@ -516,6 +588,18 @@ def run_step(step: Step, dsn: str, skipped: dict[str, str], deadline: float) -> 
 def summary(line: dict[str, Any]) -> str:
     if "error" in line:
         return f"ERROR {tail(str(line['error']), 200)}"
+    if line.get("measure") == "soak":
+        return (
+            f"minute {line.get('minute')}: {line.get('items_per_s')} items/s, backlog"
+            f" {line.get('queued_backlog')}, claim p99 {line.get('claim_p99_ms')} ms,"
+            f" {(line.get('table_bytes', 0) + line.get('index_bytes', 0)) / 2**20:,.0f} MB"
+        )
+    if line.get("measure") == "soak_summary":
+        verdicts = ", ".join(
+            f"{name} {'met' if target.get('met') else 'NOT met'}"
+            for name, target in line.get("targets", {}).items()
+        )
+        return f"{line.get('rate')} rows/s for {line.get('minutes')} min: {verdicts}"
     if line.get("measure") == "drain":
         done = " (timed out)" if line.get("timed_out") else ""
         return f"{line.get('per_second', 0):,.0f} items/s{done}, peak {line.get('peak_rss_mb')} MB"
@@ -538,6 +622,9 @@ def estimate_seconds(step: Step) -> float:
         return float(step.args[step.args.index("--seconds") + 1]) + 8
     if step.measure == "claim_cost":
         return 10 + 8e-6 * int(step.tags["rows"])
+    if step.measure == "soak_summary":
+        seconds = float(step.args[step.args.index("--minute-seconds") + 1])
+        return 30 + int(step.tags["minutes"]) * seconds + 1.5e-4 * int(step.tags["rows"])
     n = int(step.tags["n"])
     rate = EXPECTED_RATE.get(step.tags["config"], EXPECTED_RATE.get(step.system, 2_000))
     cap = float(step.args[step.args.index("--max-seconds") + 1])
@@ -561,7 +648,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-render", action="store_true", help="results file only")
     parser.add_argument("--budget-minutes", type=float, default=29, help="stop starting steps")
     parser.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
+    parser.add_argument(
+        "--soak",
+        type=int,
+        nargs="?",
+        const=SOAK_MINUTES,
+        metavar="MINUTES",
+        help=f"then the soak of curate and PgQueuer (default {SOAK_MINUTES} minutes)",
+    )
+    parser.add_argument("--soak-rows", type=int, help="rows of the soak's table (1,000,000)")
+    parser.add_argument("--soak-only", action="store_true", help="the soak, no other step")
     args = parser.parse_args(argv)
+    if (args.soak_rows or args.soak_only) and not args.soak:
+        parser.error("--soak-rows and --soak-only go with --soak MINUTES")
     own = ["curate", "naive"]
     systems = own if args.quick else SYSTEMS
     if args.only:  # also with --quick: a peer at the tiny N, in its existing environment
@@ -572,6 +671,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         systems = [s for s in SYSTEMS if s in chosen]
     if args.skip_peers:
         systems = [s for s in systems if s in own]
+    if args.soak_only:
+        systems = [s for s in systems if s in SOAK_SYSTEMS]
     args.systems = systems
     return args
 
@@ -588,15 +689,53 @@ def render(results: Path, docs_dir: Path) -> None:
         log(f"wrote {done.stdout.strip()}")
 
 
+def soak_plan(args: argparse.Namespace, sizes: Sizes, rate: Any = "RATE") -> list[Step]:
+    """The soak's steps as planned; PgQueuer's ``rate`` is known once curate's has run."""
+    if not args.soak:
+        return []
+    rows = args.soak_rows or sizes.soak_rows
+    return [
+        soak_step(sizes, system, args.soak, rows, None if system == "curate" else rate)
+        for system in SOAK_SYSTEMS
+        if system in args.systems
+    ]
+
+
+def run_soak(
+    args: argparse.Namespace, sizes: Sizes, skipped: dict[str, str], write: Stream
+) -> None:
+    """curate's soak, then PgQueuer's at the producer rate curate's ran at."""
+
+    def stream(line: dict[str, Any]) -> None:
+        write(line)
+        log(f"    {summary(line)}")
+
+    rate = None
+    for planned in soak_plan(args, sizes):
+        step = soak_step(sizes, planned.system, args.soak, int(planned.tags["rows"]), rate)
+        if step.system == "curate" or rate is not None:
+            why = skipped
+        else:
+            why = {**skipped, step.system: "curate's soak set no producer rate"}
+        log(f"soak ({step.timeout / 60:.0f} min at most) {step.label}")
+        line = run_step(step, args.dsn, why, math.inf, stream)
+        write(line)
+        log(f"    {summary(line)} [{line['elapsed_s']:.1f} s]")
+        if step.system == "curate":
+            rate = line.get("rate")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     sizes = QUICK if args.quick else FULL
     kind = "quick" if args.quick else ("full" if args.systems == SYSTEMS else "partial")
-    steps = plan(sizes, args.systems)
-    expected = sum(map(estimate_seconds, steps)) / 60
-    log(f"{kind} run on {args.dsn}: {len(steps)} steps, expected ~{expected:.0f} min")
+    kind = "soak" if args.soak_only else kind
+    steps = [] if args.soak_only else plan(sizes, args.systems)
+    soaks = soak_plan(args, sizes)
+    expected = sum(map(estimate_seconds, [*steps, *soaks])) / 60
+    log(f"{kind} run on {args.dsn}: {len(steps) + len(soaks)} steps, expected ~{expected:.0f} min")
     if args.dry_run:
-        for step in steps:
+        for step in [*steps, *soaks]:
             print(shlex.join(step.argv(env_python(SYSTEM_ENV[step.system]), args.dsn)))
         return 0
     skipped = ensure_envs(args.systems, args.python312, create=not args.quick)
@@ -629,6 +768,7 @@ def main(argv: list[str] | None = None) -> int:
             line = run_step(step, args.dsn, skipped, deadline - reserved)
             write(line)
             log(f"    {summary(line)} [{line['elapsed_s']:.1f} s]")
+        run_soak(args, sizes, skipped, write)
         write({"measure": "end", "finished_at": now(), "seconds": round(time.monotonic() - begun)})
     log(f"done in {(time.monotonic() - begun) / 60:.1f} min")
     if not args.no_render:

@@ -13,6 +13,8 @@ stdout (drain: always with ``completed`` and ``timed_out``; latency: with ``enqu
 logs go to stderr. The bulk load is followed by ANALYZE of the schema's tables; the latency
 measure waits 1 s after ``go`` before its first job. SIGTERM to the parent stops the
 workers and drops the schema; a worker that dies makes the measure fail (exit 1).
+bench/soak.py starts its workers the same way (`workers`, `serve_worker`); they send
+``report <json>`` lines of what they did (`Tally`).
 Only the standard library, psutil and asyncpg are used here, so this file runs in every
 bench environment (main venv, peers venv, the Python 3.12 one).
 """
@@ -51,6 +53,8 @@ PICKUP_SETTLE_SECONDS = 1.0
 """Pause between ``go`` and the first latency job, so the worker is listening/polling."""
 PICKUP_TAIL_SECONDS = 10.0
 """How long the latency measure waits for the last jobs to start after the last enqueue."""
+REPORT_SECONDS = 0.1
+"""How often a soak worker reports what it did (see `Tally`)."""
 
 Enqueue = Callable[[int], Awaitable[None]]
 """Queue the job with sequence number ``seq`` in one committed transaction."""
@@ -159,6 +163,46 @@ def report_start(seq: int) -> None:
     _protocol_out.write(f"started {seq} {now:.6f}\n")
 
 
+def report(fields: dict[str, Any]) -> None:
+    """Send the parent one ``report <json>`` line (the soak's claims and completions)."""
+    assert _protocol_out is not None
+    _protocol_out.write(f"report {json.dumps(fields)}\n")
+
+
+@dataclass
+class Tally:
+    """What a soak worker did since its last report: claim durations (ms) and outcomes.
+
+    `report_every` sends it to the parent as ``report`` lines and starts afresh, so the
+    parent sums reports into its minutes; a worker sends nothing while idle."""
+
+    claims_ms: list[float] = field(default_factory=list)
+    empty_claims: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    """``done`` (through the last stage), ``fetched`` (the first stage), ``failed`` (an
+    item that ended otherwise), ``rescued`` (rows this worker's rescuer returned)."""
+
+    def claimed(self, workflow: str, count: int, seconds: float) -> None:
+        """One claim statement (the signature of a curate run observer's)."""
+        self.claims_ms.append(seconds * 1000)
+        self.empty_claims += count == 0
+
+    def rescued(self, workflow: str, count: int) -> None:
+        self.count("rescued", count)
+
+    def count(self, what: str, number: int = 1) -> None:
+        self.counts[what] = self.counts.get(what, 0) + number
+
+    async def report_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            if self.claims_ms or self.counts:
+                claims = [round(ms, 3) for ms in self.claims_ms]
+                fields = {"claims_ms": claims, "empty_claims": self.empty_claims}
+                report({**fields, **self.counts})
+                self.claims_ms, self.empty_claims, self.counts = [], 0, {}
+
+
 def stop_on_sigterm() -> asyncio.Event:
     """An event set on SIGTERM or SIGINT, for systems that do not handle signals themselves."""
     stop = asyncio.Event()
@@ -196,6 +240,8 @@ class Worker:
 
     process: asyncio.subprocess.Process
     started: dict[int, float] = field(default_factory=dict)
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    """``report`` lines not yet taken by the parent (see `Tally`)."""
     peak_rss: int = 0
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _progress: asyncio.Event = field(default_factory=asyncio.Event)
@@ -211,6 +257,8 @@ class Worker:
             elif len(words) == 3 and words[0] == "started":
                 self.started[int(words[1])] = float(words[2])
                 self._progress.set()
+            elif words and words[0] == "report":
+                self.reports.append(json.loads(raw.decode().split(" ", 1)[1]))
             elif words:
                 log.warning("worker %s said %r", self.process.pid, raw)
 
@@ -485,9 +533,9 @@ def main(system: System, argv: Sequence[str] | None = None) -> None:
         format=f"%(asctime)s {system.name} {args.command} %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "worker":
-        ctx = Context(system.name, args.dsn, args.schema, args.measure, args, script)
-        _take_stdout()
-        asyncio.run(_worker_main(system, ctx))
+        serve_worker(
+            system, Context(system.name, args.dsn, args.schema, args.measure, args, script)
+        )
         return
     if getattr(args, "mode", "per_item") not in system.modes:
         raise SystemExit(f"{system.name} has no mode {args.mode!r} (known: {system.modes})")
@@ -498,9 +546,21 @@ def main(system: System, argv: Sequence[str] | None = None) -> None:
     print(json.dumps(result), flush=True)
 
 
-async def _measure(system: System, ctx: Context) -> dict[str, Any]:
-    """Run the measure; SIGTERM cancels it, so workers are stopped and the schema dropped."""
+def serve_worker(system: Any, ctx: Context) -> None:
+    """Be a worker process: protocol lines on stdout, ``system.work(ctx, ready)`` until
+    SIGTERM (also the soak's, whose systems are not `System` subclasses)."""
+    _take_stdout()
+    asyncio.run(_worker_main(system, ctx))
+
+
+def cancel_on_sigterm() -> None:
+    """SIGTERM cancels the running task, so workers are stopped and the schema dropped."""
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
+async def _measure(system: System, ctx: Context) -> dict[str, Any]:
+    """Run the measure (SIGTERM cancels it)."""
+    cancel_on_sigterm()
     return await (drain if ctx.measure == "drain" else latency)(system, ctx)
