@@ -160,13 +160,9 @@ def declare_queued_indexes(table: Table, _metadata: object) -> None:
         ):
             continue
         prefix = column.name.removesuffix("_status")
-        wanted = column.info.get(QUEUED_INDEX, True)
         name = queued_index_name(table.name, prefix)
         priority = table.c.get(f"{prefix}_priority")
-        keys = list(table.primary_key.columns)
-        order = table.c.get(wanted) if isinstance(wanted, str) else None
-        if isinstance(wanted, bool) and wanted and len(keys) == 1:
-            order = keys[0]
+        order = _order_column(table, column.info.get(QUEUED_INDEX, True))
         if order is None or priority is None or any(ix.name == name for ix in table.indexes):
             continue
         Index(
@@ -176,6 +172,15 @@ def declare_queued_indexes(table: Table, _metadata: object) -> None:
             postgresql_where=text(f"{column.name} = '{type_.enum_class['Queued'].name}'"),
             info={_DECLARED: True},
         )
+
+
+def _order_column(table: Table, wanted: bool | str) -> Column[Any] | None:
+    """The queued index's order column: the one ``wanted`` names, else (True) a one-column
+    primary key; None for no index."""
+    if isinstance(wanted, str):
+        return table.c.get(wanted)
+    keys = list(table.primary_key.columns)
+    return keys[0] if wanted and len(keys) == 1 else None
 
 
 @event.listens_for(Index, "after_parent_attach")
