@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import Column, MetaData, Table, func, insert, select
+from sqlalchemy import Column, MetaData, Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import curate
@@ -105,3 +105,18 @@ async def run_migration_step(engine: AsyncEngine, step: Callable[[], None]) -> N
 
     async with engine.begin() as conn:
         await conn.run_sync(in_context)
+
+
+async def worker_sessions(admin: AsyncEngine, worker_id: str, condition: str = "true") -> int:
+    """The sessions of the worker ``worker_id`` that match ``condition`` (SQL over
+    ``pg_stat_activity``), as the server sees them, by the ``application_name`` curate gives."""
+    async with admin.connect() as conn:
+        count = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                f" WHERE application_name = :name AND ({condition})"
+            ),
+            {"name": f"curate {worker_id}"},
+        )
+    assert isinstance(count, int)
+    return count

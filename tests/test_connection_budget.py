@@ -20,7 +20,13 @@ import curate
 from curate.engine.backoff import is_connection_error
 from curate.engine.driver import execute_alone
 from curate.testing import wait_until
-from tests.helpers import configured, effects_per_item, insert_items, status_counts
+from tests.helpers import (
+    configured,
+    effects_per_item,
+    insert_items,
+    status_counts,
+    worker_sessions,
+)
 from tests.models import Effect, Item
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
@@ -48,17 +54,6 @@ async def small_pool(
     )
     async with configured(settings) as runtime:
         yield runtime
-
-
-async def server_connections(admin: AsyncEngine, worker_id: str) -> int:
-    """This worker's connections as the server sees them."""
-    async with admin.connect() as conn:
-        count = await conn.scalar(
-            text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
-            {"name": f"curate {worker_id}"},
-        )
-    assert isinstance(count, int)
-    return count
 
 
 def mishandled(lines: list[str], caplog: pytest.LogCaptureFixture, stderr: str) -> list[str]:
@@ -94,10 +89,10 @@ async def test_forty_in_flight_on_two_pooled_connections(
     flow = curate.Workflow("work", model=Item, service=transactional, concurrency=40)
     run = asyncio.create_task(flow.run(small_pool))
     await asyncio.wait_for(pool_full.wait(), 30)
-    during = await server_connections(admin_engine, worker_id)
+    during = await worker_sessions(admin_engine, worker_id)
     release.set()
     result = await run
-    after = await server_connections(admin_engine, worker_id)
+    after = await worker_sessions(admin_engine, worker_id)
 
     assert (result.claimed, result.completed) == (120, 120)
     assert await status_counts(engine) == {"Complete": 120}
@@ -117,9 +112,9 @@ async def test_the_pools_connections_are_closed_at_shutdown(
         await asyncio.sleep(0)
 
     await curate.Workflow("work", model=Item, service=noop, concurrency=10).run(small_pool)
-    assert 1 <= await server_connections(admin_engine, worker_id) <= POOL_SIZE
+    assert 1 <= await worker_sessions(admin_engine, worker_id) <= POOL_SIZE
     await small_pool.close()
-    assert await server_connections(admin_engine, worker_id) == 0
+    assert await worker_sessions(admin_engine, worker_id) == 0
 
 
 async def test_a_cancelled_statement_never_goes_back_to_the_pool(
@@ -132,16 +127,7 @@ async def test_a_cancelled_statement_never_goes_back_to_the_pool(
     sleeping = asyncio.create_task(execute_alone(engine, select(func.pg_sleep(30)), {}))
 
     async def asleep() -> int:
-        async with admin_engine.connect() as conn:
-            count = await conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE application_name = :name AND query LIKE '%pg_sleep%'"
-                ),
-                {"name": f"curate {worker_id}"},
-            )
-        assert isinstance(count, int)
-        return count
+        return await worker_sessions(admin_engine, worker_id, "query LIKE '%pg_sleep%'")
 
     async def started() -> bool:
         return await asleep() == 1

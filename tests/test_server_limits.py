@@ -26,7 +26,14 @@ from curate.db.own_tables import create_own_tables
 from curate.engine.driver import execute_alone
 from curate.testing import wait_until
 from tests.dedicated_server import DedicatedServer, dedicated_server
-from tests.helpers import configured, effects_per_item, insert_items, item_row, status_counts
+from tests.helpers import (
+    configured,
+    effects_per_item,
+    insert_items,
+    item_row,
+    status_counts,
+    worker_sessions,
+)
 from tests.models import Base, Effect, Item
 from tests.pgbouncer import PgBouncer
 
@@ -153,15 +160,8 @@ async def migration_lock(admin: AsyncEngine, schema: str) -> AsyncIterator[Async
 async def nothing_waits(admin: AsyncEngine, runtime: curate.Runtime) -> bool:
     """None of this worker's statements waits for a lock, as the server sees them: those
     that gave up were cancelled there too, not just abandoned by the client."""
-    async with admin.connect() as conn:
-        count = await conn.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE application_name = :name AND wait_event_type = 'Lock'"
-            ),
-            {"name": f"curate {runtime.settings.worker_id}"},
-        )
-    return count == 0
+    worker_id = runtime.settings.worker_id
+    return await worker_sessions(admin, worker_id, "wait_event_type = 'Lock'") == 0
 
 
 def about_the_lock(lines: list[str]) -> list[str]:
