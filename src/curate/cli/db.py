@@ -25,13 +25,12 @@ from alembic.util import CommandError
 import curate
 from curate.alembic_env import configured_url
 from curate.cli.common import UsageProblem, load_settings, run
-from curate.cli.new_workflow import echo_changes
+from curate.cli.new_workflow import write_changes
 from curate.db import Database
 from curate.db.own_tables import create_own_tables
 from curate.preflight import safe_url
 from curate.project import Project
 from curate.scaffold.alembic_setup import plan_alembic_setup
-from curate.scaffold.changes import apply
 from curate.sql.own_tables import TABLES
 
 
@@ -209,10 +208,10 @@ def init(dry_run: bool) -> None:
         changes = plan_alembic_setup(project)
     except curate.ConfigurationError as error:
         raise UsageProblem(str(error)) from None
-    echo_changes(project, changes, dry_run)
-    if not dry_run:
-        apply(changes)
-        click.echo(
-            "next: curate new-workflow NAME --table TABLE writes a workflow and its migration"
-            " (alembic revision -m MESSAGE any other one); then curate db upgrade"
-        )
+    write_changes(
+        project,
+        changes,
+        dry_run,
+        next_step="curate new-workflow NAME --table TABLE writes a workflow and its migration"
+        " (alembic revision -m MESSAGE any other one); then curate db upgrade",
+    )

@@ -62,16 +62,25 @@ def new_workflow(
         )
     except ConfigurationError as error:
         raise UsageProblem(str(error)) from None
-    echo_changes(project, changes, dry_run)
+    write_changes(
+        project,
+        changes,
+        dry_run,
+        next_step="apply the migration (curate db upgrade), then run"
+        f" tests/test_{name}_workflow.py (pytest, with pytest-asyncio installed)",
+    )
+
+
+def write_changes(project: Project, changes: list[Change], dry_run: bool, next_step: str) -> None:
+    """Say what is written (one line per file; its content too on a dry run), then, unless
+    a dry run, write it and say what to do next."""
+    _echo_changes(project, changes, dry_run)
     if not dry_run:
         apply(changes)
-        click.echo(
-            "next: apply the migration (curate db upgrade), then run"
-            f" tests/test_{name}_workflow.py (pytest, with pytest-asyncio installed)"
-        )
+        click.echo(f"next: {next_step}")
 
 
-def echo_changes(project: Project, changes: list[Change], dry_run: bool) -> None:
+def _echo_changes(project: Project, changes: list[Change], dry_run: bool) -> None:
     """One line per file to write (with its content on a dry run)."""
     for change in changes:
         relative = change.path.relative_to(project.root)
