@@ -390,10 +390,10 @@ async def test_db_upgrade_current_downgrade(schema: str, cli: Curate) -> None:
     upgraded = await cli("db", "upgrade")
     assert upgraded.code == 0, upgraded
     migrated, own_tables = upgraded.out.splitlines()[-2:]
-    assert migrated.endswith(f"{where}: now at 0003 (head)"), upgraded
+    assert migrated.endswith(f"{where}: now at 0004 (head)"), upgraded
     assert own_tables.endswith(f"{where}: curate's tables: {CURATE_TABLES} already there")
     assert "Running upgrade  -> 0001" in upgraded.err
-    assert "Running upgrade 0002 -> 0003" in upgraded.err
+    assert "Running upgrade 0003 -> 0004" in upgraded.err
 
     status = await cli("status", "--json", **demo_app)
     assert status.code == 0, status
@@ -403,7 +403,7 @@ async def test_db_upgrade_current_downgrade(schema: str, cli: Curate) -> None:
         "page_curation",
     ]
 
-    downgraded = await cli("db", "downgrade", "-3")
+    downgraded = await cli("db", "downgrade", "-4")
     assert downgraded.out.endswith(f"{where}: now at base (no revision applied)\n"), downgraded
 
     missing = await cli("status", **demo_app)

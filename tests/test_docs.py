@@ -84,6 +84,7 @@ EXECUTED_BY = {
     "articles/admin.py": "test_docs_articles.test_articles_examples",
     "migrations/0001_create_photos.py": "test_migrations_up_down_up",
     "migrations/0002_add_thumbnail_workflow.py": "test_migrations_up_down_up",
+    "migrations/0003_leave_room_for_hot_updates.py": "test_migrations_up_down_up",
     "periodic/photo_maintenance.py": "test_periodic.test_the_photo_maintenance_example",
     "testing/conftest.py": "test_testing_how_to",
     "testing/test_thumbnails.py": "test_testing_how_to",
@@ -781,7 +782,9 @@ async def test_migrations_up_down_up(runtime: curate.Runtime, engine: AsyncEngin
 
     create_photos = load_migration("0001_create_photos.py")
     add_thumbnail = load_migration("0002_add_thumbnail_workflow.py")
+    leave_room = load_migration("0003_leave_room_for_hot_updates.py")
     assert add_thumbnail.down_revision == create_photos.revision
+    assert leave_room.down_revision == add_thumbnail.revision
     models = example("photos.models")
 
     async def photos_columns() -> set[str]:
@@ -808,6 +811,16 @@ async def test_migrations_up_down_up(runtime: curate.Runtime, engine: AsyncEngin
     assert index["column_names"] == ["thumbnail_priority", "id"]
     assert index["column_sorting"] == {"thumbnail_priority": ("desc",)}
     assert "Queued" in index["dialect_options"]["postgresql_where"]
+    index = (await photos_indexes())["ix_photos_thumbnail_processing"]
+    assert index["column_names"] == ["id"]
+    assert "Processing" in index["dialect_options"]["postgresql_where"]
+
+    fillfactor = text("SELECT reloptions FROM pg_class WHERE oid = to_regclass('photos')")
+    async with engine.begin() as conn:
+        await conn.run_sync(_run_migration(leave_room.upgrade))
+        assert await conn.scalar(fillfactor) == ["fillfactor=90"]
+        await conn.run_sync(_run_migration(leave_room.downgrade))
+        assert await conn.scalar(fillfactor) == ["fillfactor=100"]
 
     def differences(sync_connection: Any) -> list[Any]:
         context = MigrationContext.configure(sync_connection, opts={"compare_type": True})

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
 from curate.demo import schema as demo_schema
+from tests.helpers import run_migration_step
 
 TABLES = {
     "domains": "sitemap_discovery",
@@ -29,6 +30,7 @@ WORKFLOW_COLUMN_SUFFIXES = (
 ENUM_TYPES = {"curation_status", *(f"{prefix}_status" for prefix in TABLES.values())}
 CURATE_TABLES = {"curate_workflow_controls", "curate_periodic_runs"}  # 0003
 QUEUED_INDEXES = {f"ix_{table}_{prefix}_queued" for table, prefix in TABLES.items()}
+PROCESSING_INDEXES = {f"ix_{table}_{prefix}_processing" for table, prefix in TABLES.items()}
 
 
 @pytest.fixture
@@ -68,16 +70,19 @@ async def test_upgrade_downgrade_upgrade(
     await demo_schema.upgrade(migrator)
     found = await catalog(admin_engine, schema)
     assert found["tables"] == {*TABLES, *CURATE_TABLES, "alembic_version"}
-    assert found["versions"] == {"0003"}
+    assert found["versions"] == {"0004"}
     for table, prefix in TABLES.items():
         for suffix in WORKFLOW_COLUMN_SUFFIXES:
             assert f"{table}.{prefix}_{suffix}" in found["columns"]
         assert f"{table}.curation_status" in found["columns"]
         assert f"{table}.updated_at" in found["columns"]
     assert found["enums"] == ENUM_TYPES
-    assert {index.split(":")[0] for index in found["partial_indexes"]} == QUEUED_INDEXES
-    assert all("_status = 'Queued'" in index for index in found["partial_indexes"])
-    assert all("_priority DESC, id)" in index for index in found["partial_indexes"])
+    indexes = {index.split(":")[0]: index for index in found["partial_indexes"]}
+    assert indexes.keys() == QUEUED_INDEXES | PROCESSING_INDEXES
+    for name in QUEUED_INDEXES:
+        assert "_status = 'Queued'" in indexes[name] and "_priority DESC, id)" in indexes[name]
+    for name in PROCESSING_INDEXES:
+        assert "_status = 'Processing'" in indexes[name] and "(id)" in indexes[name]
 
     await demo_schema.downgrade(migrator)
     found = await catalog(admin_engine, schema)
@@ -90,7 +95,7 @@ async def test_upgrade_downgrade_upgrade(
     found = await catalog(admin_engine, schema)
     assert found["tables"] == {*TABLES, *CURATE_TABLES, "alembic_version"}
     assert found["enums"] == ENUM_TYPES
-    assert len(found["partial_indexes"]) == 3
+    assert len(found["partial_indexes"]) == 6
 
 
 async def test_add_missing_workflow_columns_upgrades_a_table_made_by_an_older_curate(
@@ -100,17 +105,35 @@ async def test_add_missing_workflow_columns_upgrades_a_table_made_by_an_older_cu
     async with admin_engine.begin() as conn:  # what 0001 made before curate had priorities
         for table, prefix in TABLES.items():
             await conn.execute(text(f"ALTER TABLE {schema}.{table} DROP COLUMN {prefix}_priority"))
+            await conn.execute(text(f"DROP INDEX {schema}.ix_{table}_{prefix}_processing"))
     assert not any("priority" in c for c in (await catalog(admin_engine, schema))["columns"])
 
-    await demo_schema.upgrade(migrator)  # 0002: add_missing_workflow_columns
+    await demo_schema.upgrade(migrator, "0002")  # add_missing_workflow_columns
 
     found = await catalog(admin_engine, schema)
     for table, prefix in TABLES.items():
         assert f"{table}.{prefix}_priority" in found["columns"]
-    assert len(found["partial_indexes"]) == 3
-    assert all("_priority DESC, id)" in index for index in found["partial_indexes"])
+    assert {index.split(":")[0] for index in found["partial_indexes"]} == (
+        QUEUED_INDEXES | PROCESSING_INDEXES
+    )
+    assert all(
+        "_priority DESC, id)" in index for index in found["partial_indexes"] if "_queued" in index
+    )
 
 
 def test_missing_migrations_are_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(curate.ConfigurationError, match="migrations were not found"):
         demo_schema.alembic_ini(tmp_path)
+
+
+async def test_a_fillfactor_is_a_percentage(engine: AsyncEngine) -> None:
+    from curate.migrations import set_fillfactor
+
+    with pytest.raises(ValueError, match="fillfactor must be a percentage from 10 to 100, not 5"):
+        await run_migration_step(engine, lambda: set_fillfactor("items", 5))
+    await run_migration_step(engine, lambda: set_fillfactor("items", 10))
+    async with engine.connect() as conn:
+        options = await conn.scalar(
+            text("SELECT reloptions FROM pg_class WHERE oid = 'items'::regclass")
+        )
+    assert options == ["fillfactor=10"]

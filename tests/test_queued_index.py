@@ -104,7 +104,7 @@ def _autogenerate_against_models(connection: Connection) -> list[Any]:
 
 def test_every_way_of_declaring_the_columns_declares_the_index() -> None:
     """The mixin, `workflow_columns` in a plain Table, and the typed columns the scaffold
-    writes (`status_type` and the priority column): one index each, the same one."""
+    writes (`status_type` and the priority column): the same two indexes each."""
 
     class Declared(DeclarativeBase):
         pass
@@ -123,15 +123,22 @@ def test_every_way_of_declaring_the_columns_declares_the_index() -> None:
         "plain", MetaData(), Column("id", Integer, primary_key=True), *workflow_columns("work")
     )
     for table in (Item.__table__, Scaffolded.__table__, plain):
-        [index] = table.indexes
-        assert index.name == f"ix_{table.name}_work_queued"
-        assert [str(e) for e in index.expressions] == [
+        queued, processing = sorted(table.indexes, key=lambda index: -len(index.expressions))
+        assert queued.name == f"ix_{table.name}_work_queued"
+        assert [str(e) for e in queued.expressions] == [
             f"{table.name}.work_priority DESC",
             f"{table.name}.id",
         ]
-        assert str(index.dialect_options["postgresql"]["where"]) == "work_status = 'Queued'"
+        assert str(queued.dialect_options["postgresql"]["where"]) == "work_status = 'Queued'"
+        assert processing.name == f"ix_{table.name}_work_processing"
+        assert [str(e) for e in processing.expressions] == [f"{table.name}.id"]
+        where = str(processing.dialect_options["postgresql"]["where"])
+        assert where == "work_status = 'Processing'"
     copy = plain.to_metadata(MetaData())
-    assert [index.name for index in copy.indexes] == ["ix_plain_work_queued"]
+    assert sorted(index.name for index in copy.indexes) == [
+        "ix_plain_work_processing",
+        "ix_plain_work_queued",
+    ]
 
 
 def test_a_models_own_choice_stands() -> None:
@@ -156,12 +163,16 @@ def test_a_models_own_choice_stands() -> None:
         __tablename__ = "without"
         id: Mapped[int] = mapped_column(primary_key=True)
 
-    [own] = Own.__table__.indexes
-    assert [c.name for c in own.columns] == ["work_status"]
-    [by_date] = ByDate.__table__.indexes
-    assert [str(e) for e in by_date.expressions] == [
+    indexes = {index.name: index for index in Own.__table__.indexes}
+    assert [c.name for c in indexes["ix_own_work_queued"].columns] == ["work_status"]
+    assert [c.name for c in indexes["ix_own_work_processing"].columns] == ["id"]
+    indexes = {index.name: index for index in ByDate.__table__.indexes}
+    assert [str(e) for e in indexes["ix_by_date_work_queued"].expressions] == [
         "by_date.work_priority DESC",
         "by_date.updated_at",
+    ]
+    assert [str(e) for e in indexes["ix_by_date_work_processing"].expressions] == [
+        "by_date.updated_at"
     ]
     assert Without.__table__.indexes == set()
     composite = Table(
@@ -187,24 +198,35 @@ async def test_the_start_up_check_warns_about_a_table_without_it(
     assert not found  # nothing missing that stops a claim: a warning, not an error
     [line] = found.unindexed
     assert line.startswith("workflow work: table items in schema ") and line.endswith(
-        "has no index on its queued rows (a partial index WHERE work_status = the queued"
-        " status), so each claim reads more of the table as it grows; add it in a migration"
+        "has no index on its Queued rows (a partial index WHERE work_status = 'Queued'),"
+        " so each claim reads more of the table as it grows; add it in a migration"
         " (curate.migrations.create_queued_index('items', <prefix>) for a workflow's"
         " standard columns)"
     )
     await check_at_start(runtime.database, [work], require=True)  # a warning: it starts
     assert [entry for entry in log_lines if line in entry and "WARNING" in entry]
 
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP INDEX ix_items_work_processing"))
+    [_, processing] = (await unmigrated(runtime.database, [work])).unindexed
+    assert processing.endswith(
+        "has no index on its Processing rows (a partial index WHERE work_status ="
+        " 'Processing'), so each rescue of expired leases reads the whole table; add it in a"
+        " migration (curate.migrations.create_processing_index('items', <prefix>) for a"
+        " workflow's standard columns)"
+    )
+
 
 async def test_a_mixin_table_made_by_create_all_takes_the_migrations_index_step(
     engine: AsyncEngine,
 ) -> None:
     """The helpers stay safe to call on a table made from the models: no "already exists"."""
-    from curate.migrations import create_queued_index
+    from curate.migrations import create_processing_index, create_queued_index
 
     await run_migration_step(engine, lambda: create_queued_index("items", "work"))
+    await run_migration_step(engine, lambda: create_processing_index("items", "work"))
     async with engine.connect() as conn:
-        count = await conn.scalar(
-            text("SELECT count(*) FROM pg_indexes WHERE indexname = :name"), {"name": INDEX}
+        names = await conn.scalars(
+            text("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix_items_work_%'")
         )
-    assert count == 1
+        assert sorted(names) == ["ix_items_work_processing", INDEX]

@@ -6,12 +6,15 @@ For a workflow with prefix ``p`` curate uses ``p_status``, ``p_error``, ``p_atte
 them into a declarative mixin and `curate.migrations.add_workflow_columns` adds them in an
 Alembic migration.
 
-The claim reads a partial index over a workflow's queued rows. The migration helpers
-create it; so that a table made any other way (``metadata.create_all``, as tests and many
-apps do) has it too, and Alembic's autogenerate sees the same schema, every table with a
-workflow's status and priority columns declares it (`declare_queued_indexes`, run by
-SQLAlchemy as such a table is made: the mixin, `workflow_columns`, or the typed columns
-the scaffold writes). An index of the same name declared in the model wins.
+The claim reads a partial index over a workflow's queued rows, and the rescue of expired
+leases one over its Processing rows (without it, every rescue reads the whole table). The
+migration helpers create both; so that a table made any other way (``metadata.create_all``,
+as tests and many apps do) has them too, and Alembic's autogenerate sees the same schema,
+every table with a workflow's status and priority columns declares them
+(`declare_workflow_indexes`, run by SQLAlchemy as such a table is made: the mixin,
+`workflow_columns`, or the typed columns the scaffold writes). An index of the same name
+declared in the model wins. Neither index has a column a heartbeat writes, so a heartbeat
+can be a HOT update.
 """
 
 from __future__ import annotations
@@ -62,8 +65,9 @@ class ColumnNames:
 
 QUEUED_INDEX = "curate_queued_index"
 """Key of a status column's ``info``: True (the default) declares the queued index ordered
-by the primary key, a column name orders it by that column (as ``order_by`` of
-`curate.migrations.add_workflow_columns`), False declares none."""
+by the primary key and the processing index over it, a column name uses that column
+instead (as ``order_by`` of `curate.migrations.add_workflow_columns`), False declares
+neither."""
 
 _DECLARED = "curate_declared"
 """Key of the ``info`` of an index curate declared itself, which a model's own gives way to."""
@@ -71,6 +75,10 @@ _DECLARED = "curate_declared"
 
 def queued_index_name(table: str, prefix: str) -> str:
     return f"ix_{table}_{prefix}_queued"[:63]
+
+
+def processing_index_name(table: str, prefix: str) -> str:
+    return f"ix_{table}_{prefix}_processing"[:63]
 
 
 def status_type(
@@ -143,11 +151,13 @@ def workflow_mixin(
 
 
 @event.listens_for(Table, "after_parent_attach")
-def declare_queued_indexes(table: Table, _metadata: object) -> None:
-    """Declare the queued index of each workflow of ``table`` that lacks one: a column
+def declare_workflow_indexes(table: Table, _metadata: object) -> None:
+    """Declare the indexes of each workflow of ``table`` that lacks them: for a column
     ``<p>_status`` of the enum type ``<p>_status`` (`status_type`) with a ``Queued`` member,
-    beside ``<p>_priority``; the same index `curate.migrations.create_queued_index` makes,
-    over (priority descending, then the primary key or the column ``QUEUED_INDEX`` names).
+    beside ``<p>_priority``, the same indexes `curate.migrations.create_queued_index` and
+    `create_processing_index` make: over (priority descending, then the primary key or the
+    column ``QUEUED_INDEX`` names) of the Queued rows, and over that column of the
+    ``Processing`` rows when the enum has that member.
     """
     for column in list(table.columns):
         type_ = column.type
@@ -160,18 +170,40 @@ def declare_queued_indexes(table: Table, _metadata: object) -> None:
         ):
             continue
         prefix = column.name.removesuffix("_status")
-        name = queued_index_name(table.name, prefix)
         priority = table.c.get(f"{prefix}_priority")
         order = _order_column(table, column.info.get(QUEUED_INDEX, True))
-        if order is None or priority is None or any(ix.name == name for ix in table.indexes):
+        if order is None or priority is None:
             continue
-        Index(
-            name,
+        members = type_.enum_class.__members__
+        _declare(
+            table,
+            queued_index_name(table.name, prefix),
+            column,
+            members["Queued"].name,
             priority.desc(),
             order,
-            postgresql_where=text(f"{column.name} = '{type_.enum_class['Queued'].name}'"),
-            info={_DECLARED: True},
         )
+        if "Processing" in members:
+            _declare(
+                table,
+                processing_index_name(table.name, prefix),
+                column,
+                members["Processing"].name,
+                order,
+            )
+
+
+def _declare(table: Table, name: str, status: Column[Any], stored: str, *keys: Any) -> None:
+    """A partial index ``name`` over the rows whose ``status`` is ``stored``, unless the
+    table has an index of that name already."""
+    if any(index.name == name for index in table.indexes):
+        return
+    Index(
+        name,
+        *keys,
+        postgresql_where=text(f"{status.name} = '{stored}'"),
+        info={_DECLARED: True},
+    )
 
 
 def _order_column(table: Table, wanted: bool | str) -> Column[Any] | None:

@@ -21,6 +21,7 @@ from alembic import op
 from curate.columns import (
     ColumnNames,
     ProcessingStatus,
+    processing_index_name,
     queued_index_name,
     status_type,
     workflow_columns,
@@ -56,11 +57,13 @@ def add_workflow_columns(
     order_by: str = "id",
     schema: str | None = None,
     notify: bool = True,
+    fillfactor: int | None = None,
 ) -> None:
-    """Create the status enum type, add the workflow's columns and its queued index, and
-    (``notify``) the trigger that wakes workers when a row is queued.
+    """Create the status enum type, add the workflow's columns, its queued and processing
+    indexes, and (``notify``) the trigger that wakes workers when a row is queued.
 
-    ``queued`` names the member of ``status_enum`` the partial index selects.
+    ``queued`` names the member of ``status_enum`` the queued index selects; ``fillfactor``
+    (a percentage) is passed to `set_fillfactor`.
     """
     status_type(prefix, status_enum, schema=schema).create(op.get_bind(), checkfirst=True)
     for column in workflow_columns(prefix, status_enum, schema=schema):
@@ -70,6 +73,11 @@ def add_workflow_columns(
     create_queued_index(
         table, prefix, status_enum=status_enum, queued=queued, order_by=order_by, schema=schema
     )
+    create_processing_index(
+        table, prefix, status_enum=status_enum, order_by=order_by, schema=schema
+    )
+    if fillfactor is not None:
+        set_fillfactor(table, fillfactor, schema=schema)
     if notify:
         create_notify_trigger(table, prefix, status_enum=status_enum, queued=queued, schema=schema)
 
@@ -84,7 +92,8 @@ def add_missing_workflow_columns(
     schema: str | None = None,
 ) -> None:
     """Bring a workflow's columns up to this version of curate: add the ones the table
-    lacks (``ADD COLUMN IF NOT EXISTS``) and rebuild the queued index to match.
+    lacks (``ADD COLUMN IF NOT EXISTS``), rebuild the queued index to match and create the
+    processing index if it is missing.
 
     For tables made by an earlier curate (before ``<prefix>_priority``, say): call it in
     a new migration; on a table that has every column it only rebuilds the index.
@@ -108,6 +117,9 @@ def add_missing_workflow_columns(
     create_queued_index(
         table, prefix, status_enum=status_enum, queued=queued, order_by=order_by, schema=schema
     )
+    create_processing_index(
+        table, prefix, status_enum=status_enum, order_by=order_by, schema=schema
+    )
 
 
 def drop_workflow_columns(
@@ -117,9 +129,10 @@ def drop_workflow_columns(
     status_enum: type[enum.Enum] = ProcessingStatus,
     schema: str | None = None,
 ) -> None:
-    """Undo `add_workflow_columns`: trigger, index, columns, then the enum type."""
+    """Undo `add_workflow_columns`: trigger, indexes, columns, then the enum type."""
     drop_notify_trigger(table, prefix, schema=schema)
     drop_queued_index(table, prefix, schema=schema)
+    drop_processing_index(table, prefix, schema=schema)
     for column in reversed(workflow_columns(prefix, status_enum)):
         op.drop_column(table, column.name, schema=schema)
     status_type(prefix, status_enum, schema=schema).drop(op.get_bind(), checkfirst=True)
@@ -156,6 +169,55 @@ def create_queued_index(
 
 def drop_queued_index(table: str, prefix: str, *, schema: str | None = None) -> None:
     op.drop_index(queued_index_name(table, prefix), table_name=table, schema=schema)
+
+
+def create_processing_index(
+    table: str,
+    prefix: str,
+    *,
+    status_enum: type[enum.Enum] = ProcessingStatus,
+    processing: str = "Processing",
+    order_by: str = "id",
+    schema: str | None = None,
+) -> None:
+    """A partial index over the rows being processed, for the rescue of expired leases.
+
+    Without it each rescue (every ``CURATE_RESCUE_INTERVAL_SECONDS``, in every worker)
+    reads the whole table; with it, only the rows in flight. Its key is ``order_by`` (the
+    primary key), never the lease, so a heartbeat, which writes only the lease, stays
+    eligible for a HOT update. ``processing`` is the name of that member of ``status_enum``.
+    """
+    names = ColumnNames.for_prefix(prefix)
+    op.create_index(
+        processing_index_name(table, prefix),
+        table,
+        [order_by],
+        schema=schema,
+        postgresql_where=sa.text(f"{names.status} = '{status_enum[processing].name}'"),
+        if_not_exists=True,  # a table made from the models has it already (curate.columns)
+    )
+
+
+def drop_processing_index(table: str, prefix: str, *, schema: str | None = None) -> None:
+    """Drop the processing index; a table made before curate had one has none to drop."""
+    op.drop_index(
+        processing_index_name(table, prefix), table_name=table, schema=schema, if_exists=True
+    )
+
+
+def set_fillfactor(table: str, percent: int, *, schema: str | None = None) -> None:
+    """Leave ``100 - percent`` of each heap page of ``table`` free for updates.
+
+    An update that changes no indexed column (a heartbeat; a service's write to columns no
+    index covers) is HOT only when the row's page has room for the new version; it then
+    writes no index entry. Status changes are never HOT: the status is in the predicate of
+    curate's indexes. Applies to pages written from now on; ``VACUUM FULL`` or
+    ``CLUSTER`` rewrites the existing ones. See docs/how-to/write-migrations.md.
+    """
+    if not 10 <= percent <= 100:
+        raise ValueError(f"fillfactor must be a percentage from 10 to 100, not {percent!r}")
+    qualified = f'"{schema}"."{table}"' if schema else f'"{table}"'
+    op.execute(f"ALTER TABLE {qualified} SET (fillfactor = {int(percent)})")
 
 
 def _notify_names(table: str, prefix: str, schema: str | None) -> tuple[str, str]:

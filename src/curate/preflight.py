@@ -10,6 +10,7 @@ them and keeps running, or refuses to start (`curate_lifespan(require_database=T
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from curate.engine.binding import TableBinding
 from curate.engine.error_text import format_error
 from curate.errors import ConfigurationError, DatabaseUnavailableError
 from curate.logs import logger
-from curate.sql import QUEUED_INDEXED, TABLE_COLUMNS, queued_indexed_params, table_columns_params
+from curate.sql import STATUS_INDEXED, TABLE_COLUMNS, status_indexed_params, table_columns_params
 from curate.workflow import Workflow
 
 REJECTIONS = {
@@ -69,7 +70,8 @@ class Unmigrated:
     """One per workflow: ``workflow work: table items has no column … in schema app``."""
     fix: str
     unindexed: tuple[str, ...] = ()
-    """Warnings, one per workflow whose table has every column but no queued index."""
+    """Warnings, one per index missing from a table that has every column: the queued
+    index the claim reads, the processing index the rescue reads."""
 
     def __bool__(self) -> bool:
         return bool(self.problems)
@@ -102,23 +104,36 @@ async def unmigrated(database: Database, workflows: Sequence[Workflow]) -> Unmig
                 column = "column" if len(absent) == 1 else "columns"
                 problem = f"table {table.name} has no {column} {', '.join(absent)} {where}"
             else:
-                if not await connection.scalar(
-                    QUEUED_INDEXED, queued_indexed_params(table, workflow.binding.status.name)
-                ):
-                    unindexed.append(_unindexed(workflow, where))
+                unindexed += [
+                    _unindexed(workflow, where, status, fix)
+                    for status, fix in _indexes(workflow)
+                    if not await connection.scalar(
+                        STATUS_INDEXED,
+                        status_indexed_params(table, workflow.binding.status.name, status),
+                    )
+                ]
                 continue
             problems.append(f"workflow {workflow.name}: {problem}")
     return Unmigrated(tuple(problems), migration_fix(searched), tuple(unindexed))
 
 
-def _unindexed(workflow: Workflow, where: str) -> str:
+def _indexes(workflow: Workflow) -> list[tuple[enum.Enum, str]]:
+    """The statuses whose rows a workflow's table should index, each with the reason."""
+    statuses = workflow.binding.statuses
+    return [
+        (statuses.queued, "so each claim reads more of the table as it grows"),
+        (statuses.processing, "so each rescue of expired leases reads the whole table"),
+    ]
+
+
+def _unindexed(workflow: Workflow, where: str, status: enum.Enum, why: str) -> str:
     binding = workflow.binding
+    helper = "queued" if status is binding.statuses.queued else "processing"
     return (
         f"workflow {workflow.name}: table {binding.table.name} {where} has no index on its"
-        f" queued rows (a partial index WHERE {binding.status.name} = the queued status),"
-        " so each claim reads more of the table as it grows; add it in a migration"
-        f" (curate.migrations.create_queued_index({binding.table.name!r}, <prefix>) for a"
-        " workflow's standard columns)"
+        f" {status.name} rows (a partial index WHERE {binding.status.name} = {status.name!r}),"
+        f" {why}; add it in a migration (curate.migrations.create_{helper}_index("
+        f"{binding.table.name!r}, <prefix>) for a workflow's standard columns)"
     )
 
 

@@ -18,19 +18,19 @@ The names most callers need are re-exported here.
 from curate.sql.reports import RequeueSelection
 from curate.sql.workflow import (
     NOTIFY,
-    QUEUED_INDEXED,
+    STATUS_INDEXED,
     TABLE_COLUMNS,
     WorkflowStatements,
-    queued_indexed_params,
+    status_indexed_params,
     table_columns_params,
 )
 
 __all__ = [
     "NOTIFY",
-    "QUEUED_INDEXED",
+    "STATUS_INDEXED",
     "TABLE_COLUMNS",
     "RequeueSelection",
     "WorkflowStatements",
-    "queued_indexed_params",
+    "status_indexed_params",
     "table_columns_params",
 ]

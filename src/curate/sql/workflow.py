@@ -612,19 +612,23 @@ def table_columns_params(table: Table) -> dict[str, Any]:
     return {"curate_table": quoted}
 
 
-QUEUED_INDEXED = text(
+STATUS_INDEXED = text(
     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index"
     " WHERE indrelid = to_regclass(:curate_table) AND indpred IS NOT NULL"
     " AND pg_get_expr(indpred, indrelid) ~ :curate_status_pattern)"
 )
-"""Whether the table has a partial index whose predicate names the status column: the
-queued index the claim reads (`curate.migrations.create_queued_index`)."""
+"""Whether the table has a partial index over the rows of one status: the queued index the
+claim reads (`curate.migrations.create_queued_index`), the processing index the rescue
+reads (`create_processing_index`)."""
 
 
-def queued_indexed_params(table: Table, status_column: str) -> dict[str, Any]:
+def status_indexed_params(table: Table, status_column: str, status: enum.Enum) -> dict[str, Any]:
+    """For `STATUS_INDEXED`: a predicate comparing ``status_column`` with ``status`` (its
+    name, as an enum column stores it, or its value), as ``pg_get_expr`` prints it."""
+    stored = "|".join(re.escape(str(form)) for form in {status.name, status.value})
     return {
         **table_columns_params(table),
-        "curate_status_pattern": rf"\m{re.escape(status_column)}\M",  # a word, not a part
+        "curate_status_pattern": rf"\m{re.escape(status_column)}\M.* '({stored})'::",
     }
 
 
