@@ -1,25 +1,32 @@
 """What one item costs the database server: statements, transactions, WAL and index entries.
 
     .venv/bin/python bench/item_cost.py [--rows 50000] [--items 10000]
+        [--pgqueuer-python bench/.venv-peers/bin/python]
 
 A status on the domain table means every claim and every outcome is an UPDATE of the
 app's own row; when the status is indexed (the queued partial index's predicate is), that
 update is not HOT, so it writes a new entry into every index of the table. This measures
 it, for a narrow table (the drain benchmark's: a primary key and the workflow's columns)
 and a realistic one (the soak's ``pages``: a ~2 KB body, four secondary indexes, two
-workflows), in both of curate's outcome modes, on the same server in the same run.
+workflows), in both of curate's outcome modes, on the same server in the same run; and,
+with ``--pgqueuer-python``, for what a dedicated queue table costs instead: PgQueuer's
+own, drained by its default consumer (batch 10) and with batch 100, as the drain
+benchmark runs it (bench/runners/pgqueuer_cost.py, in PgQueuer's environment).
 
 Each case: a fresh schema on a PostgreSQL of the measure's own (tests/dedicated_server.py,
-as root, with ``pg_stat_statements`` loaded, so no other client's statements count), rows
-loaded Complete, ``items`` of them queued, VACUUM ANALYZE, then one worker's drain of the
-queue with a no-op service (as the `curate` role, the only role counted). Per item:
+as root, with ``pg_stat_statements`` loaded, so no other client's statements count), the
+table made and (curate) loaded with ``rows`` rows Complete, ``items`` queued (curate: an
+UPDATE of their status; PgQueuer: its bulk enqueue), VACUUM ANALYZE, then one worker's
+drain of the queue with a no-op service (as the `curate_worker` role, the only role
+counted). Per item:
 
-- ``statements``: pg_stat_statements' calls of that role, BEGIN and COMMIT left out; and
-  ``transactions`` committed in the database (pg_stat_database; the measure's own few
-  are noise at this count);
-- ``wal_bytes``, and the WAL records of the table's heap and of its B-trees (each B-tree
-  record an index entry written, or a page split), from pg_walinspect over the drain;
-- ``hot_share``: HOT updates ÷ updates of the table (pg_stat_user_tables);
+- ``queue_wal_bytes``: the WAL of queueing the items, the one cost before the drain;
+- ``statements``: pg_stat_statements' calls of the worker role, BEGIN and COMMIT left
+  out; and ``transactions`` committed in the database (pg_stat_database; the measure's
+  own few are noise at this count);
+- ``wal_bytes``, and the WAL records of heaps and of B-trees (each B-tree record an
+  index entry written, or a page split), from pg_walinspect over the drain;
+- ``hot_share``: HOT updates ÷ updates of the queued table (pg_stat_user_tables);
 - ``items_per_s`` of the drain, for the ratio of the realistic table to the narrow one
   (the issue's target: ≥ 0.8).
 
@@ -33,16 +40,16 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench" / "runners")]
 
 import curate_runner  # noqa: E402
 import curate_soak  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import MetaData, text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine  # noqa: E402
 from tests.dedicated_server import dedicated_server  # noqa: E402
 
@@ -50,54 +57,182 @@ import curate  # noqa: E402
 from curate.db.own_tables import create_own_tables  # noqa: E402
 
 WORKER_ROLE = "curate_worker"
-MODES = {
-    "per_item": {"concurrency": 10, "batch_size": 100},
-    "batched": {"concurrency": 100, "batch_size": 1000},
-}
-"""The drain benchmark's configurations (bench/run.py CURATE_CONFIGS)."""
+PGQUEUER_COST = ROOT / "bench" / "runners" / "pgqueuer_cost.py"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drain to measure: which table, which mode, how big, where."""
+
+    shape: str
+    mode: str
+    rows: int
+    items: int
+    schema: str
+    worker_url: str
+    """The server as the counted role."""
+
+
+class Shape(Protocol):
+    """A queue to measure: who drains it, in which modes, and how it is made and queued."""
+
+    @property
+    def system(self) -> str: ...
+
+    @property
+    def table(self) -> str:
+        """The table the items are queued in (its updates and HOT updates are counted)."""
+
+    @property
+    def modes(self) -> tuple[str, ...]: ...
+
+    @property
+    def unfinished_sql(self) -> str:
+        """How many items are left once the drain is over (0, or the case failed)."""
+
+    async def build(self, conn: AsyncConnection, case: Case) -> None:
+        """Make the tables (``conn`` is the counted role, in the case's schema)."""
+
+    async def queue(self, conn: AsyncConnection, case: Case) -> None:
+        """Queue ``case.items`` items."""
+
+    async def drain(self, case: Case) -> float:
+        """Run one worker until the queue is empty: its seconds."""
 
 
 async def noop(item_id: Any, session: Any) -> None:
     """Nothing: what is measured is what curate writes."""
 
 
-def narrow_workflow(options: dict[str, Any]) -> curate.Workflow:
-    return curate.Workflow("bench", model=curate_runner.BenchItem, service=noop, **options)
-
-
-def wide_workflow(options: dict[str, Any]) -> curate.Workflow:
-    return curate.Workflow("fetch", model=curate_soak.Page, service=noop, **options)
-
-
-TABLES: dict[str, tuple[Any, str, Callable[[dict[str, Any]], curate.Workflow], str]] = {
-    "narrow": (
-        curate_runner.Base.metadata,
-        curate_runner.TABLE,
-        narrow_workflow,
-        "INSERT INTO {table} (id, bench_status) SELECT g, 'Complete'"
-        " FROM generate_series(1, {rows}) AS g",
-    ),
-    "realistic": (
-        curate_soak.SoakBase.metadata,
-        "pages",
-        wide_workflow,
-        curate_soak.LOAD,
-    ),
+CURATE_MODES: dict[str, dict[str, Any]] = {
+    "per_item": {"concurrency": 10, "batch_size": 100},
+    "batched": {"concurrency": 100, "batch_size": 1000, "outcomes": "batched"},
 }
-STATUS_COLUMN = {"narrow": "bench_status", "realistic": "fetch_status"}
+"""The drain benchmark's configurations (bench/run.py CURATE_CONFIGS)."""
 
 
-async def build(conn: AsyncConnection, shape: str, rows: int, items: int) -> None:
-    metadata, table, _, load = TABLES[shape]
-    await conn.run_sync(metadata.create_all)
-    await create_own_tables(conn)
-    raw = await conn.get_raw_connection()
-    await raw.driver_connection.execute(load.format(table=table, rows=rows))  # several stmts
-    status = STATUS_COLUMN[shape]
-    await conn.execute(
-        text(f"UPDATE {table} SET {status} = 'Queued' WHERE id % :every = 0"),
-        {"every": rows // items},
-    )
+@dataclass(frozen=True)
+class CurateTable:
+    """A table with a curate workflow's columns, drained by curate's Runtime."""
+
+    metadata: MetaData
+    table: str
+    model: Any
+    workflow: str
+    load: str
+    """SQL that fills ``{table}`` with ``{rows}`` rows, all Complete (several statements)."""
+    system = "curate"
+    modes = tuple(CURATE_MODES)
+
+    @property
+    def unfinished_sql(self) -> str:
+        return (
+            f"SELECT count(*) FROM {self.table}"
+            f" WHERE {self.workflow}_status IN ('Queued', 'Processing')"
+        )
+
+    async def build(self, conn: AsyncConnection, case: Case) -> None:
+        await conn.run_sync(self.metadata.create_all)
+        await create_own_tables(conn)
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.execute(self.load.format(table=self.table, rows=case.rows))
+
+    async def queue(self, conn: AsyncConnection, case: Case) -> None:
+        await conn.execute(
+            text(
+                f"UPDATE {self.table} SET {self.workflow}_status = 'Queued' WHERE id % :every = 0"
+            ),
+            {"every": case.rows // case.items},
+        )
+
+    async def drain(self, case: Case) -> float:
+        settings = curate.CurateSettings(
+            database_url=case.worker_url,
+            database_schema=case.schema,
+            pool_size=110,
+            worker_id="cost",
+        )
+        runtime = curate.Runtime(settings)
+        options = {
+            **CURATE_MODES[case.mode],
+            "run_max_items": 10 * case.items,
+            "run_max_seconds": 600.0,
+        }
+        started = time.perf_counter()
+        try:
+            await runtime.run(
+                curate.Workflow(self.workflow, model=self.model, service=noop, **options)
+            )
+        finally:
+            await runtime.close()
+        return time.perf_counter() - started
+
+
+PGQUEUER_MODES = {"default": 10, "batch 100": 100}
+"""PgQueuer's batch size in the drain benchmark's configurations of it (bench/run.py)."""
+
+
+@dataclass(frozen=True)
+class PgQueuerTable:
+    """PgQueuer's own queue table, made, filled and drained by bench/runners/pgqueuer_cost.py
+    with ``python`` (an environment that has PgQueuer)."""
+
+    python: Path
+    system = "pgqueuer"
+    table = "pgqueuer"
+    modes = tuple(PGQUEUER_MODES)
+    unfinished_sql = "SELECT count(*) FROM pgqueuer"
+    """A job leaves the queue table when its outcome is written (to pgqueuer_log)."""
+
+    async def build(self, conn: AsyncConnection, case: Case) -> None:
+        await self._run(case, "install")
+
+    async def queue(self, conn: AsyncConnection, case: Case) -> None:
+        await self._run(case, "enqueue", "--n", str(case.items))
+
+    async def drain(self, case: Case) -> float:
+        batch = str(PGQUEUER_MODES[case.mode])
+        out = await self._run(case, "drain", "--n", str(case.items), "--batch-size", batch)
+        return float(json.loads(out)["seconds"])
+
+    async def _run(self, case: Case, *args: str) -> str:
+        """One command of pgqueuer_cost.py as the counted role: its stdout."""
+        process = await asyncio.create_subprocess_exec(
+            str(self.python),
+            str(PGQUEUER_COST),
+            *args,
+            "--dsn",
+            case.worker_url,
+            "--schema",
+            case.schema,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"pgqueuer_cost.py {args[0]}: {err.decode().strip()[-600:]}")
+        return out.decode()
+
+
+def shapes(pgqueuer_python: Path | None) -> dict[str, Shape]:
+    """The tables measured: curate's narrow and realistic ones, then PgQueuer's when asked."""
+    measured: dict[str, Shape] = {
+        "narrow": CurateTable(
+            curate_runner.Base.metadata,
+            curate_runner.TABLE,
+            curate_runner.BenchItem,
+            "bench",
+            "INSERT INTO {table} (id, bench_status) SELECT g, 'Complete'"
+            " FROM generate_series(1, {rows}) AS g",
+        ),
+        "realistic": CurateTable(
+            curate_soak.SoakBase.metadata, "pages", curate_soak.Page, "fetch", curate_soak.LOAD
+        ),
+    }
+    if pgqueuer_python is not None:
+        measured["pgqueuer"] = PgQueuerTable(pgqueuer_python)
+    return measured
 
 
 SNAPSHOT = """
@@ -109,9 +244,7 @@ STATEMENTS = r"""
 SELECT coalesce(sum(calls) FILTER (WHERE query !~* '^(begin|commit|rollback)\M'), 0)
 FROM public.pg_stat_statements WHERE userid = :role ::regrole
 """
-WAL_BYTES = (
-    "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), CAST(CAST(:start AS text) AS pg_lsn))"
-)
+LSN = "SELECT pg_current_wal_flush_lsn()::text"
 WAL_BYTES = (
     "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), CAST(CAST(:start AS text) AS pg_lsn))"
 )
@@ -121,41 +254,28 @@ FROM public.pg_get_wal_stats(CAST(CAST(:start AS text) AS pg_lsn), pg_current_wa
 """
 
 
-async def measure(url: str, shape: str, mode: str, rows: int, items: int) -> dict[str, Any]:
-    schema = f"cost_{shape}_{mode}"
-    _, table, make_workflow, _ = TABLES[shape]
+async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
     admin = _admin_engine(url)
+    params = {"schema": case.schema, "table": shape.table}
     try:
         async with admin.connect() as conn:
-            await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            await conn.execute(text(f"CREATE SCHEMA {schema} AUTHORIZATION {WORKER_ROLE}"))
-            await conn.execute(text(f"SET search_path TO {schema}"))
+            await conn.execute(text(f"DROP SCHEMA IF EXISTS {case.schema} CASCADE"))
+            await conn.execute(text(f"CREATE SCHEMA {case.schema} AUTHORIZATION {WORKER_ROLE}"))
+            await conn.execute(text(f"SET search_path TO {case.schema}"))
             await conn.execute(text(f"SET ROLE {WORKER_ROLE}"))
-            await build(conn, shape, rows, items)
+            await shape.build(conn, case)
+            queued_from = await conn.scalar(text(LSN))
+            await shape.queue(conn, case)
+            queue_wal_bytes = await conn.scalar(text(WAL_BYTES), {"start": queued_from})
             await conn.execute(text("RESET ROLE"))
-            await conn.execute(text(f"VACUUM ANALYZE {schema}.{table}"))
+            await conn.execute(text(f"VACUUM ANALYZE {case.schema}.{shape.table}"))
             await conn.execute(text("SELECT pg_stat_force_next_flush()"))  # the queueing's
             await conn.execute(text("SELECT 1"))  # counts, flushed as this ends
             await conn.execute(text("SELECT public.pg_stat_statements_reset()"))
             await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
-            params = {"schema": schema, "table": table}
             before = (await conn.execute(text(SNAPSHOT), params)).one()
 
-        worker_url = url.replace("postgresql://postgres@", f"postgresql://{WORKER_ROLE}@")
-        settings = curate.CurateSettings(
-            database_url=worker_url, database_schema=schema, pool_size=110, worker_id="cost"
-        )
-        runtime = curate.Runtime(settings)
-        options = {**MODES[mode], "run_max_items": 10 * items, "run_max_seconds": 600.0}
-        if mode == "batched":
-            options["outcomes"] = "batched"
-        started = time.perf_counter()
-        try:
-            result = await runtime.run(make_workflow(options))
-        finally:
-            await runtime.close()
-        seconds = time.perf_counter() - started
-        assert result.completed == items, result
+        seconds = await shape.drain(case)
 
         async with admin.connect() as conn:
             await conn.execute(text("SELECT pg_stat_force_next_flush()"))
@@ -165,23 +285,27 @@ async def measure(url: str, shape: str, mode: str, rows: int, items: int) -> dic
             wal = {
                 r.resource_manager: r for r in await conn.execute(text(WAL), {"start": before.lsn})
             }
-            wal_bytes = await conn.scalar(
-                text(WAL_BYTES),
-                {"start": before.lsn},
-            )
-            await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            wal_bytes = await conn.scalar(text(WAL_BYTES), {"start": before.lsn})
+            await conn.execute(text(f"SET search_path TO {case.schema}"))
+            left = await conn.scalar(text(shape.unfinished_sql))
+            await conn.execute(text(f"DROP SCHEMA {case.schema} CASCADE"))
     finally:
         await admin.dispose()
+    if left:
+        raise RuntimeError(f"{case.shape} {case.mode}: {left} of {case.items} items left")
+    items = case.items
     updates = after.n_tup_upd - before.n_tup_upd
     return {
         "measure": "item_cost",
-        "table": shape,
-        "mode": mode,
-        "rows": rows,
+        "system": shape.system,
+        "table": case.shape,
+        "mode": case.mode,
+        "rows": case.rows,
         "items": items,
         "items_per_s": round(items / seconds),
-        "statements": round(float(statements) / items, 2),
-        "transactions": round((after.xact_commit - before.xact_commit) / items, 2),
+        "queue_wal_bytes": round(float(queue_wal_bytes) / items),
+        "statements": round(float(statements) / items, 3),
+        "transactions": round((after.xact_commit - before.xact_commit) / items, 3),
         "wal_bytes": round(float(wal_bytes) / items),
         "heap_records": round(_records(wal, "Heap", "Heap2") / items, 2),
         "btree_records": round(_records(wal, "Btree") / items, 2),
@@ -216,16 +340,23 @@ async def main(args: argparse.Namespace) -> None:
             await conn.execute(text(f"CREATE ROLE {WORKER_ROLE} LOGIN"))
             await conn.execute(text(f"GRANT CREATE ON DATABASE postgres TO {WORKER_ROLE}"))
         await admin.dispose()
-        for shape in TABLES:
-            for mode in MODES:
-                line = await measure(url, shape, mode, args.rows, args.items)
-                print(json.dumps(line), flush=True)
+        worker_url = url.replace("postgresql://postgres@", f"postgresql://{WORKER_ROLE}@")
+        for name, shape in shapes(args.pgqueuer_python).items():
+            for mode in shape.modes:
+                schema = f"cost_{name}_{mode.replace(' ', '_')}"
+                case = Case(name, mode, args.rows, args.items, schema, worker_url)
+                print(json.dumps(await measure(url, shape, case)), flush=True)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=50_000, help="rows in each table")
+    parser.add_argument("--rows", type=int, default=50_000, help="rows in each curate table")
     parser.add_argument("--items", type=int, default=10_000, help="rows queued and drained")
+    parser.add_argument(
+        "--pgqueuer-python",
+        type=Path,
+        help="also PgQueuer's queue table, with this Python (one that has pgqueuer)",
+    )
     return parser.parse_args(argv)
 
 

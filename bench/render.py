@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import render_hosts
+import render_item_cost
+from render_format import DASH, TIMES, VERDICTS, number, ratio, table, targets_table
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "benchmarks.md"
 PLOT = "benchmarks.png"
@@ -36,9 +40,6 @@ PICKUP_P50_TARGET_MS = 10.0
 SOAK_KEEP_UP_SECONDS = 10
 SOAK_CLAIM_P99_MS = 5.0
 SOAK_GROWTH = 1.3
-
-DASH = "\u2013"  # an en dash, for a figure the run does not have
-TIMES = "\u00d7"  # the multiplication sign of a ratio
 
 Line = dict[str, Any]
 
@@ -71,6 +72,8 @@ class Run:
     problems: list[Line]
     soak_minutes: list[Line]
     soak_summaries: list[Line]
+    lines: list[Line]
+    """All of them, in order (the own-server sections take theirs by measure)."""
 
     @classmethod
     def load(cls, path: Path) -> Run:
@@ -88,6 +91,7 @@ class Run:
             problems=[line for line in lines if "error" in line],
             soak_minutes=measure("soak"),
             soak_summaries=measure("soak_summary"),
+            lines=lines,
         )
 
 
@@ -106,22 +110,6 @@ def config_label(line: Line) -> str:
 
 
 # --- formatting ---------------------------------------------------------------------------
-
-
-def number(value: float | None, digits: int = 0) -> str:
-    if value is None:
-        return DASH
-    return f"{value:,.{digits}f}"
-
-
-def ratio(value: float | None) -> str:
-    return DASH if value is None else f"{value:.2f}{TIMES}"
-
-
-def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(row) + " |" for row in rows]
-    return out
 
 
 def error_text(line: Line) -> str:
@@ -425,14 +413,8 @@ def targets(run: Run) -> list[Target]:
     return [per_item_target(run), batched_target(run), pickup_target(run), claim_target(run)]
 
 
-VERDICTS = {True: "**met**", False: "**not met**", None: "not measured"}
-
-
 def targets_section(run: Run) -> list[str]:
-    return table(
-        ["Target (issue 8)", "This run", "Verdict"],
-        ([t.text, t.figure, VERDICTS[t.met]] for t in targets(run)),
-    )
+    return targets_table(8, ((t.text, t.figure, t.met) for t in targets(run)))
 
 
 # --- the soak -----------------------------------------------------------------------------
@@ -575,6 +557,40 @@ def soak_section(run: Run, plot: Path | None) -> list[str]:
     return out
 
 
+# --- measures on a server of their own ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwnServerSection:
+    """The page's section of a measure bench/run.py runs on a PostgreSQL of its own (its
+    `OWN_SERVER`): ``render`` makes it of the run's lines of ``measures``."""
+
+    heading: str
+    measures: tuple[str, ...]
+    render: Callable[[list[Line]], list[str]]
+
+
+OWN_SERVER_SECTIONS = (
+    OwnServerSection("The realistic table", (render_item_cost.MEASURE,), render_item_cost.section),
+    OwnServerSection("Many worker hosts", (render_hosts.MEASURE,), render_hosts.section),
+)
+
+
+def own_server_section(run: Run, section: OwnServerSection) -> list[str]:
+    """The section, or why this run has no figures for it."""
+    lines = [x for x in run.lines if x.get("measure") in section.measures]
+    measured = [x for x in lines if "skipped" not in x]
+    out = [f"## {section.heading}", ""]
+    if measured:
+        body = section.render(measured)
+        while body and not body[-1]:
+            body.pop()
+        return [*out, *body, ""]
+    skipped = next((str(x["skipped"]) for x in lines), None)
+    why = f"not measured in this run ({skipped})" if skipped else "not in this run"
+    return [*out, f"*{why.capitalize()}: the full run measures it, as root.*", ""]
+
+
 # --- machine, versions, commands ----------------------------------------------------------
 
 
@@ -605,9 +621,8 @@ def _duration(run: Run) -> str:
 
 def commands_section(run: Run) -> list[str]:
     out = ["This run:", "", "```bash", str(run.meta.get("command", "?")), "```", ""]
-    lines = (*run.drains, *run.pickups, *run.claims, *run.soak_summaries)
-    steps = [line.get("argv") for line in lines]
-    shown = [" ".join(argv) for argv in steps if argv]
+    steps = [line.get("argv") for line in run.lines]
+    shown = list(dict.fromkeys(" ".join(argv) for argv in steps if argv))  # one per step
     if shown:
         out += ["Each step, as run (one subprocess each):", "", "```bash", *shown, "```", ""]
     return out
@@ -708,6 +723,7 @@ def render_markdown(
         "",
         *memory_section(run),
         "",
+        *(line for section in OWN_SERVER_SECTIONS for line in own_server_section(run, section)),
         "## Soak",
         "",
         *soak_section(run, soak_plot),

@@ -4,6 +4,7 @@
     python bench/run.py --quick             # the smoke run: curate and naive, tiny N
     python bench/run.py --only curate,pgqueuer
     python bench/run.py --skip-peers
+    python bench/run.py --only curate,pgqueuer --measures item_cost,hosts
     python bench/run.py --soak 30           # the full run, then the 30-minute soak
     python bench/run.py --soak 3 --soak-rows 50000 --soak-only   # a short soak alone
 
@@ -11,6 +12,12 @@ Every step is a subprocess (a runner in bench/runners/) with a timeout; its JSON
 line with "error" when it fails, is appended to bench/results/<UTC timestamp>.jsonl, after a
 "meta" line (machine, PostgreSQL, Python and package versions, this command line). At the end
 bench/render.py turns the file into docs/benchmarks.md and docs/benchmarks.png.
+
+Some measures start a PostgreSQL of their own instead (`OWN_SERVER`: the per-item cost,
+bench/item_cost.py; many worker hosts, bench/hosts.py): they run as root, after the others,
+and write a line per case; where this machine cannot run them (not root, no network
+namespaces) their line says "skipped" and why, and the run goes on. The smoke runs them at
+tiny sizes.
 
 The soak (bench/soak.py) runs only when asked, after the other steps and outside their
 --budget-minutes: curate for MINUTES on a table of --soak-rows, then PgQueuer for as long at
@@ -155,6 +162,13 @@ class Step:
     script: Path | None = None  # default: bench/runners/<system>_runner.py
     streams: bool = False
     """Its lines of other measures (the soak's minutes) go into the results as they come."""
+    own_server: bool = False
+    """Its script starts a PostgreSQL of its own (so it gets no --dsn) and prints one result
+    line per case, all of which go into the results (see `OwnServer`)."""
+    unmet: str | None = None
+    """Why this machine cannot run it (not root, say): a line saying so, not a failure."""
+    expected: float | None = None
+    """Seconds it is expected to take, where its measure has no rule for it."""
 
     @property
     def label(self) -> str:
@@ -163,6 +177,8 @@ class Step:
 
     def argv(self, python: Path, dsn: str) -> list[str]:
         script = self.script or RUNNERS / f"{self.system}_runner.py"
+        if self.own_server:
+            return [str(python), str(script), *self.args]
         command = self.args[0]
         return [str(python), str(script), command, "--dsn", dsn, *self.args[1:]]
 
@@ -250,6 +266,102 @@ def soak_step(sizes: Sizes, system: str, minutes: int, rows: int, rate: Any = No
     return Step(system, "soak_summary", args, timeout, tags, BENCH / "soak.py", streams=True)
 
 
+@dataclass(frozen=True)
+class OwnServer:
+    """A measure whose script starts a PostgreSQL of its own (tests/dedicated_server.py, as
+    root), so that no other client blurs it, and prints one JSON line per case."""
+
+    measure: str
+    script: str
+    """Under bench/, run with the main environment's Python."""
+    full: tuple[str, ...]
+    quick: tuple[str, ...]
+    """Its arguments in the full run, and in the smoke run (--quick)."""
+    seconds: float
+    quick_seconds: float
+    """What it is expected to take in each; twice that and SETUP_ALLOWANCE bound it."""
+    netns: bool = False
+    """It also makes network namespaces (ip, of iproute2)."""
+    peer: str | None = None
+    """A peer it also measures when the run has it: ``--<peer>-python`` its environment's."""
+    says: Callable[[dict[str, Any]], str] = str
+    """What the log says of one of its lines."""
+
+
+def item_cost_says(line: dict[str, Any]) -> str:
+    return (
+        f"{line['table']} {line['mode']}: {line['items_per_s']:,} items/s;"
+        f" per item {line['wal_bytes']:,} WAL bytes, {line['btree_records']} B-tree records"
+    )
+
+
+def hosts_says(line: dict[str, Any]) -> str:
+    shares = " / ".join(f"{host['share']:.0%}" for host in line["per_host"])
+    once = "yes" if line["done_once"] else "NO"
+    return f"{line['hosts']} host(s): {line['items_per_s']:,.0f} items/s ({shares}), once: {once}"
+
+
+OWN_SERVER = (
+    OwnServer(
+        "item_cost",
+        "item_cost.py",
+        full=("--rows", "50000", "--items", "10000"),
+        quick=("--rows", "2000", "--items", "200"),
+        seconds=90,
+        quick_seconds=20,
+        peer="pgqueuer",
+        says=item_cost_says,
+    ),
+    OwnServer(
+        "hosts",
+        "hosts.py",
+        full=("--hosts", "1,2,4", "--n", "20000", "--max-seconds", "120"),
+        quick=("--hosts", "1,2", "--n", "200", "--max-seconds", "30"),
+        seconds=75,
+        quick_seconds=10,
+        netns=True,
+        says=hosts_says,
+    ),
+)
+"""One more is a line here and its section in bench/render.py (`OWN_SERVER_SECTIONS`)."""
+
+
+MEASURES = ["drain", "pickup", "claim_cost", *(own.measure for own in OWN_SERVER)]
+"""What --measures chooses from (the soak has its own options)."""
+
+
+def unmet(own: OwnServer) -> str | None:
+    """Why this machine cannot run ``own`` (it is then skipped), or None."""
+    if os.geteuid() != 0:
+        return "skipped: needs root" + (" and network namespaces" if own.netns else "")
+    if own.netns and shutil.which("ip") is None:
+        return "skipped: needs network namespaces (ip, of iproute2, is missing)"
+    return None
+
+
+def own_server_steps(quick: bool, systems: list[str], skipped: dict[str, str]) -> Iterator[Step]:
+    """The OWN_SERVER measures when curate is in the run; each one's peer with it when the
+    run has the peer and its environment."""
+    if "curate" not in systems:
+        return
+    for own in OWN_SERVER:
+        args = list(own.quick if quick else own.full)
+        if own.peer in systems and own.peer not in skipped:
+            args += [f"--{own.peer}-python", str(env_python(SYSTEM_ENV[own.peer]))]
+        expected = own.quick_seconds if quick else own.seconds
+        timeout = 2 * expected + SETUP_ALLOWANCE
+        yield Step(
+            "curate",
+            own.measure,
+            args,
+            timeout,
+            script=BENCH / own.script,
+            own_server=True,
+            unmet=unmet(own),
+            expected=expected,
+        )
+
+
 def runner_has(system: str, command: str) -> bool:
     """Whether bench/runners/<system>_runner.py lists a sub-command (e.g. claim-cost)."""
     script = RUNNERS / f"{system}_runner.py"
@@ -262,13 +374,19 @@ def runner_has(system: str, command: str) -> bool:
     return command in done.stdout
 
 
-def plan(sizes: Sizes, systems: list[str]) -> list[Step]:
+def plan(args: argparse.Namespace, sizes: Sizes, skipped: dict[str, str]) -> list[Step]:
+    """The steps of the run, but the soak's: those of the measures and systems asked for."""
+    if args.soak_only:
+        return []
+    systems = args.systems
     use_runner = runner_has("curate", "claim-cost") or not (BENCH / "claim_cost.py").is_file()
-    return [
+    steps = [
         *drain_steps(sizes, systems),
         *latency_steps(sizes, systems),
         *claim_steps(sizes, systems, use_runner),
+        *own_server_steps(args.quick, systems, skipped),
     ]
+    return [step for step in steps if step.measure in args.measures]
 
 
 # --- environments -------------------------------------------------------------------------
@@ -508,11 +626,29 @@ Stream = Callable[[dict[str, Any]], None]
 def execute(
     argv: list[str], timeout: float, stream: Stream | None = None, measure: str = ""
 ) -> tuple[dict[str, Any] | None, str]:
-    """Run one step in its own process group: (its JSON line, or None and why not).
+    """Run one step: (its JSON line, or None and why not).
 
     Its result is the last JSON line it prints; with ``stream``, lines of a measure other
     than ``measure`` go to ``stream`` as they are printed, and the result is the last of
-    ``measure``. Its stderr goes to a file, so a long step cannot block on a full pipe."""
+    ``measure``."""
+    found: list[dict[str, Any]] = []
+
+    def take(value: dict[str, Any]) -> None:
+        if stream is not None and value.get("measure") != measure:
+            stream(value)
+        else:
+            found.append(value)
+
+    error = execute_lines(argv, timeout, take)
+    if error:
+        return None, error
+    return (found[-1], "") if found else (None, "exit 0 without a JSON line")
+
+
+def execute_lines(argv: list[str], timeout: float, take: Stream) -> str:
+    """Run one step in its own process group, handing each JSON line it prints to ``take``
+    as it comes: "" once it exits 0, else why it failed. Its stderr goes to a file, so a
+    long step cannot block on a full pipe."""
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(
             argv,
@@ -525,7 +661,7 @@ def execute(
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
         deadline = time.monotonic() + timeout
-        result, timed_out = None, False
+        timed_out = False
         while True:
             try:
                 raw = lines.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -536,18 +672,16 @@ def execute(
             if raw is None:
                 break
             value = json_object(raw)
-            if value is not None and stream is not None and value.get("measure") != measure:
-                stream(value)
-            elif value is not None:
-                result = value
+            if value is not None:
+                take(value)
         process.wait()
         errors.seek(0)
         stderr = errors.read()
     if timed_out:
-        return None, f"timeout after {timeout:.0f} s; stderr: {tail(stderr)}"
-    if process.returncode != 0 or result is None:
-        return None, f"exit {process.returncode}; stderr: {tail(stderr)}"
-    return result, ""
+        return f"timeout after {timeout:.0f} s; stderr: {tail(stderr)}"
+    if process.returncode != 0:
+        return f"exit {process.returncode}; stderr: {tail(stderr)}"
+    return ""
 
 
 def _pump(source: Any, lines: queue.Queue[str | None]) -> None:
@@ -559,8 +693,10 @@ def _pump(source: Any, lines: queue.Queue[str | None]) -> None:
 
 def run_step(
     step: Step, dsn: str, skipped: dict[str, str], deadline: float, stream: Stream | None = None
-) -> dict[str, Any]:
-    """The step's result line, tagged; a line with "error" when it fails or cannot run.
+) -> list[dict[str, Any]]:
+    """The step's result lines, tagged: one, or one per case of an own-server step (those
+    it printed before it failed are kept); a line with "error" when it fails or cannot
+    run, with "skipped" when this machine cannot run it.
 
     A step that would run past ``deadline`` is cut to it, or not run when under 10 s remain.
     A streaming step's other lines go to ``stream`` as they come (`execute`)."""
@@ -568,26 +704,41 @@ def run_step(
     step = step.within(deadline - started)
     argv = step.argv(env_python(SYSTEM_ENV[step.system]), dsn)
     line: dict[str, Any] = {"system": step.system, "measure": step.measure, **step.tags}
-    if step.system in skipped:
+    results: list[dict[str, Any]] = []
+    if step.unmet:
+        line["skipped"] = step.unmet
+    elif step.system in skipped:
         line["error"] = f"not run: {skipped[step.system]}"
     elif not Path(argv[1]).is_file():
         line["error"] = f"not run: {shown_path(argv[1])} does not exist"
     elif step.timeout < 10:
         line["error"] = "not run: the run's time budget (--budget-minutes) is spent"
+    elif step.own_server:
+        error = execute_lines(argv, step.timeout, results.append)
+        if error or not results:
+            line["error"] = error or "exit 0 without a JSON line"
     else:
         result, error = execute(argv, step.timeout, stream if step.streams else None, step.measure)
         if result is None:
             line["error"] = error
         else:
-            line = {**result, **step.tags, "measure": result.get("measure", step.measure)}
+            results.append(result)
+    lines = [{**r, **step.tags, "measure": r.get("measure", step.measure)} for r in results]
+    if "error" in line or "skipped" in line:
+        lines.append(line)
     shown = [shown_path(a) for a in argv]
-    line.update(step=step.label, argv=shown, elapsed_s=round(time.monotonic() - started, 2))
-    return line
+    elapsed = round(time.monotonic() - started, 2)
+    return [{**x, "step": step.label, "argv": shown, "elapsed_s": elapsed} for x in lines]
 
 
 def summary(line: dict[str, Any]) -> str:
     if "error" in line:
         return f"ERROR {tail(str(line['error']), 200)}"
+    if "skipped" in line:
+        return str(line["skipped"])
+    own = next((own for own in OWN_SERVER if own.measure == line.get("measure")), None)
+    if own is not None:
+        return own.says(line)
     if line.get("measure") == "soak":
         return (
             f"minute {line.get('minute')}: {line.get('items_per_s')} items/s, backlog"
@@ -618,6 +769,10 @@ EXPECTED_RATE = {
 
 def estimate_seconds(step: Step) -> float:
     """What one step is expected to take; its timeout is the bound."""
+    if step.unmet:
+        return 0.0
+    if step.expected is not None:
+        return step.expected
     if step.measure == "pickup":
         return float(step.args[step.args.index("--seconds") + 1]) + 8
     if step.measure == "claim_cost":
@@ -642,6 +797,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: curate and naive, tiny N")
     parser.add_argument("--only", help="these systems (comma-separated): " + ",".join(SYSTEMS))
     parser.add_argument("--skip-peers", action="store_true", help="curate and naive only")
+    parser.add_argument(
+        "--measures", help="these measures (comma-separated): " + ",".join(MEASURES)
+    )
     parser.add_argument("--python312", help="Python 3.12 for bench/.venv-oban")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--docs-dir", type=Path, default=ROOT / "docs")
@@ -664,17 +822,25 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     own = ["curate", "naive"]
     systems = own if args.quick else SYSTEMS
     if args.only:  # also with --quick: a peer at the tiny N, in its existing environment
-        chosen = [s.strip() for s in args.only.split(",") if s.strip()]
-        unknown = sorted(set(chosen) - set(SYSTEMS))
-        if unknown:
-            parser.error(f"unknown systems {unknown}; known: {SYSTEMS}")
-        systems = [s for s in SYSTEMS if s in chosen]
+        systems = chosen(parser, args.only, SYSTEMS, "systems")
     if args.skip_peers:
         systems = [s for s in systems if s in own]
     if args.soak_only:
         systems = [s for s in systems if s in SOAK_SYSTEMS]
     args.systems = systems
+    args.measures = (
+        chosen(parser, args.measures, MEASURES, "measures") if args.measures else MEASURES
+    )
     return args
+
+
+def chosen(parser: argparse.ArgumentParser, text: str, known: list[str], what: str) -> list[str]:
+    """The names of a comma-separated option, in ``known``'s order; unknown ones stop it."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - set(known))
+    if unknown:
+        parser.error(f"unknown {what} {unknown}; known: {known}")
+    return [name for name in known if name in names]
 
 
 def render(results: Path, docs_dir: Path) -> None:
@@ -718,19 +884,20 @@ def run_soak(
         else:
             why = {**skipped, step.system: "curate's soak set no producer rate"}
         log(f"soak ({step.timeout / 60:.0f} min at most) {step.label}")
-        line = run_step(step, args.dsn, why, math.inf, stream)
-        write(line)
-        log(f"    {summary(line)} [{line['elapsed_s']:.1f} s]")
-        if step.system == "curate":
-            rate = line.get("rate")
+        for line in run_step(step, args.dsn, why, math.inf, stream):
+            write(line)
+            log(f"    {summary(line)} [{line['elapsed_s']:.1f} s]")
+            if step.system == "curate":
+                rate = line.get("rate")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     sizes = QUICK if args.quick else FULL
-    kind = "quick" if args.quick else ("full" if args.systems == SYSTEMS else "partial")
+    everything = args.systems == SYSTEMS and args.measures == MEASURES
+    kind = "quick" if args.quick else ("full" if everything else "partial")
     kind = "soak" if args.soak_only else kind
-    steps = [] if args.soak_only else plan(sizes, args.systems)
+    steps = plan(args, sizes, {})
     soaks = soak_plan(args, sizes)
     expected = sum(map(estimate_seconds, [*steps, *soaks])) / 60
     log(f"{kind} run on {args.dsn}: {len(steps) + len(soaks)} steps, expected ~{expected:.0f} min")
@@ -742,6 +909,7 @@ def main(argv: list[str] | None = None) -> int:
     if "curate" in skipped or not env_python("main").exists():
         log("the main environment is missing: run ./scripts/bootstrap")
         return 2
+    steps = plan(args, sizes, skipped)  # again: a peer is measured beside curate if it can be
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     results = args.results_dir / f"{stamp}{'-quick' if args.quick else ''}.jsonl"
@@ -765,9 +933,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{number}/{len(steps)} ({elapsed:.1f} min) {step.label}")
             # What the steps after this one are expected to take stays theirs.
             reserved = sum(map(estimate_seconds, steps[number:]))
-            line = run_step(step, args.dsn, skipped, deadline - reserved)
-            write(line)
-            log(f"    {summary(line)} [{line['elapsed_s']:.1f} s]")
+            for line in run_step(step, args.dsn, skipped, deadline - reserved):
+                write(line)
+                log(f"    {summary(line)} [{line['elapsed_s']:.1f} s]")
         run_soak(args, sizes, skipped, write)
         write({"measure": "end", "finished_at": now(), "seconds": round(time.monotonic() - begun)})
     log(f"done in {(time.monotonic() - begun) / 60:.1f} min")

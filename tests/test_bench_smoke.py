@@ -1,9 +1,10 @@
 """The benchmark harness keeps working: a smoke run of `bench/run.py --quick`.
 
 Benchmarks are not tests; this runs curate and the naive loop with a tiny N (main venv, no
-peer environments), and curate's soak on 2,000 rows for two 5-second intervals, into a
-temporary directory so the repository's docs stay as they are, and checks that every
-measure produced its result lines and the page its tables.
+peer environments), the measures on a PostgreSQL of their own (per-item cost, many hosts:
+tiny too, or a "skipped" line where this is not root), and curate's soak on 2,000 rows for
+two 5-second intervals, into a temporary directory so the repository's docs stay as they
+are, and checks that every measure produced its result lines and the page its tables.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def test_quick_benchmark_run(database_url: str, tmp_path: Path) -> None:
         ("curate", "pickup"),
         ("naive", "pickup"),
         ("curate", "claim_cost"),
+        ("curate", "item_cost"),
+        ("curate", "hosts"),
         ("curate", "soak"),
         ("curate", "soak_summary"),
     }, produced
@@ -55,7 +58,8 @@ def test_quick_benchmark_run(database_url: str, tmp_path: Path) -> None:
     page = (docs_dir / "benchmarks.md").read_text()
     assert "This page comes from a quick run" in page
     headings = ("## Targets", "## Drain throughput", "## Pick-up latency", "## Claim cost")
-    for heading in (*headings, "## Soak", "### curate (`pages`)"):
+    headings += ("## The realistic table", "## Many worker hosts", "## Soak")
+    for heading in (*headings, "### curate (`pages`)"):
         assert heading in page
     assert "| curate | per_item | 1 |" in page
     assert "| curate | on |" in page
