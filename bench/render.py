@@ -484,6 +484,12 @@ def soak_targets(run: Run) -> list[str]:
     return table(["Target (issue 16)", "curate", "Verdict", "PgQueuer, same rule"], rows)
 
 
+SOAK_SERVERS = {
+    "own": "a stock PostgreSQL of the soak's own (initdb's defaults, fsync on)",
+    "dsn": "the run's `--dsn`",
+}
+
+
 def soak_intro(run: Run) -> str:
     ours = soak_summary(run, CURATE)
     setup = ours.get("setup", {})
@@ -508,7 +514,8 @@ def soak_intro(run: Run) -> str:
         f" at {number(ours.get('drain_rate'))} rows/s; then a producer queued"
         f" {number(ours.get('rate'))} rows/s ({number(100 * (ours.get('share') or 0))} % of"
         f" that), a batch every 100 ms, for {ours.get('minutes')} {length}."
-        f" Autovacuum: {ours.get('autovacuum')}.{tail} Claim times are every claim statement"
+        f" Server: {SOAK_SERVERS.get(ours.get('server', 'dsn'))}; autovacuum:"
+        f" {ours.get('autovacuum')}.{tail} Claim times are every claim statement"
         " of the minute, as the worker timed it (curate's run observer; PgQueuer's `dequeue`)."
         " Table bytes are `pg_table_size` (heap, TOAST and maps), index bytes"
         " `pg_indexes_size`; WAL is the whole server's; RSS is the worker's peak so far."

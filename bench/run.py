@@ -22,7 +22,9 @@ tiny sizes.
 The soak (bench/soak.py) runs only when asked, after the other steps and outside their
 --budget-minutes: curate for MINUTES on a table of --soak-rows, then PgQueuer for as long at
 the producer rate curate's soak measured and used; their minute lines go into the results
-file as they come, and its section and plot (docs/benchmarks-soak.png) into the page.
+file as they come, and its section and plot (docs/benchmarks-soak.png) into the page. As root
+both run on a stock PostgreSQL of their own (bench/own_server.py: autovacuum on, fsync on),
+started for the soak and deleted after it; else (or with --soak-server dsn) on --dsn.
 
 The peers' environments are created when missing: bench/.venv-peers (Procrastinate,
 PgQueuer, matplotlib) with this Python, bench/.venv-oban (Oban for Python) with Python 3.12
@@ -816,6 +818,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--soak-rows", type=int, help="rows of the soak's table (1,000,000)")
     parser.add_argument("--soak-only", action="store_true", help="the soak, no other step")
+    parser.add_argument(
+        "--soak-server",
+        choices=("own", "dsn"),
+        default="own" if os.geteuid() == 0 else "dsn",
+        help="the soak's PostgreSQL: a stock one of its own (bench/own_server.py, as root;"
+        " the default then) or the one at --dsn",
+    )
     args = parser.parse_args(argv)
     if (args.soak_rows or args.soak_only) and not args.soak:
         parser.error("--soak-rows and --soak-only go with --soak MINUTES")
@@ -867,28 +876,61 @@ def soak_plan(args: argparse.Namespace, sizes: Sizes, rate: Any = "RATE") -> lis
     ]
 
 
+@contextlib.contextmanager
+def soak_server(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    """The URL of the soak's server and "" (or "" and why there is none): a stock
+    PostgreSQL started for it (bench/own_server.py, stopped on the way out) with
+    ``--soak-server own``, else ``--dsn``."""
+    if args.soak_server == "dsn":
+        yield args.dsn, ""
+        return
+    command = [str(env_python("main")), str(BENCH / "own_server.py")]
+    with (
+        tempfile.TemporaryFile("w+") as errors,
+        subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True
+        ) as server,
+    ):
+        assert server.stdin is not None and server.stdout is not None
+        try:
+            dsn = (json_object(server.stdout.readline()) or {}).get("dsn")
+            if dsn is None:
+                server.wait(timeout=60)
+                errors.seek(0)
+                yield "", f"the soak's own server did not start: {tail(errors.read())}"
+                return
+            log(f"soak server: a stock PostgreSQL of its own at {dsn}")
+            yield dsn, ""
+        finally:
+            server.stdin.close()  # it stops the server and deletes its data
+            server.wait(timeout=120)
+
+
 def run_soak(
     args: argparse.Namespace, sizes: Sizes, skipped: dict[str, str], write: Stream
 ) -> None:
-    """curate's soak, then PgQueuer's at the producer rate curate's ran at."""
+    """curate's soak, then PgQueuer's at the producer rate curate's ran at, on one server."""
 
     def stream(line: dict[str, Any]) -> None:
         write(line)
         log(f"    {summary(line)}")
 
     rate = None
-    for planned in soak_plan(args, sizes):
-        step = soak_step(sizes, planned.system, args.soak, int(planned.tags["rows"]), rate)
-        if step.system == "curate" or rate is not None:
-            why = skipped
-        else:
-            why = {**skipped, step.system: "curate's soak set no producer rate"}
-        log(f"soak ({step.timeout / 60:.0f} min at most) {step.label}")
-        for line in run_step(step, args.dsn, why, math.inf, stream):
-            write(line)
-            log(f"    {summary(line)} [{line['elapsed_s']:.1f} s]")
-            if step.system == "curate":
-                rate = line.get("rate")
+    with soak_server(args) as (dsn, no_server):
+        for planned in soak_plan(args, sizes):
+            step = soak_step(sizes, planned.system, args.soak, int(planned.tags["rows"]), rate)
+            if no_server:
+                why = {**skipped, step.system: no_server}
+            elif step.system == "curate" or rate is not None:
+                why = skipped
+            else:
+                why = {**skipped, step.system: "curate's soak set no producer rate"}
+            log(f"soak ({step.timeout / 60:.0f} min at most) {step.label}")
+            for line in run_step(step, dsn, why, math.inf, stream):
+                write({**line, "server": args.soak_server})
+                log(f"    {summary(line)} [{line['elapsed_s']:.1f} s]")
+                if step.system == "curate":
+                    rate = line.get("rate")
 
 
 def main(argv: list[str] | None = None) -> int:
