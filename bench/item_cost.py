@@ -27,6 +27,9 @@ counted). Per item:
 - ``wal_bytes``, and the WAL records of heaps and of B-trees (each B-tree record an
   index entry written, or a page split), from pg_walinspect over the drain;
 - ``hot_share``: HOT updates ÷ updates of the queued table (pg_stat_user_tables);
+- ``server_cpu_us``: the CPU time of the server's processes during the drain (backends,
+  WAL writer, checkpointer: what a larger server would have to provide per item), and
+  ``exec_us``: the statements' execution time, pg_stat_statements' ``total_exec_time``;
 - ``items_per_s`` of the drain, for the ratio of the realistic table to the narrow one
   (the issue's target: ≥ 0.8).
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -49,6 +53,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench" / "runners")]
 
 import curate_runner  # noqa: E402
 import curate_soak  # noqa: E402
+import psutil  # noqa: E402
 from sqlalchemy import MetaData, text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine  # noqa: E402
 from tests.dedicated_server import dedicated_server  # noqa: E402
@@ -71,6 +76,8 @@ class Case:
     schema: str
     worker_url: str
     """The server as the counted role."""
+    data_dir: Path
+    """The server's, to find its processes (their CPU time)."""
 
 
 class Shape(Protocol):
@@ -241,7 +248,8 @@ FROM pg_stat_user_tables AS s, pg_stat_database AS d
 WHERE s.schemaname = :schema AND s.relname = :table AND d.datname = current_database()
 """
 STATEMENTS = r"""
-SELECT coalesce(sum(calls) FILTER (WHERE query !~* '^(begin|commit|rollback)\M'), 0)
+SELECT coalesce(sum(calls) FILTER (WHERE query !~* '^(begin|commit|rollback)\M'), 0) AS calls,
+       coalesce(sum(total_exec_time), 0) AS exec_ms
 FROM public.pg_stat_statements WHERE userid = :role ::regrole
 """
 LSN = "SELECT pg_current_wal_flush_lsn()::text"
@@ -275,13 +283,15 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
             await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
             before = (await conn.execute(text(SNAPSHOT), params)).one()
 
+        cpu_before = server_cpu_seconds(case.data_dir)
         seconds = await shape.drain(case)
+        cpu = server_cpu_seconds(case.data_dir) - cpu_before
 
         async with admin.connect() as conn:
             await conn.execute(text("SELECT pg_stat_force_next_flush()"))
             await asyncio.sleep(0.6)  # the stats collector's flush of the worker's counts
             after = (await conn.execute(text(SNAPSHOT), params)).one()
-            statements = await conn.scalar(text(STATEMENTS), {"role": WORKER_ROLE})
+            statements = (await conn.execute(text(STATEMENTS), {"role": WORKER_ROLE})).one()
             wal = {
                 r.resource_manager: r for r in await conn.execute(text(WAL), {"start": before.lsn})
             }
@@ -304,7 +314,9 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
         "items": items,
         "items_per_s": round(items / seconds),
         "queue_wal_bytes": round(float(queue_wal_bytes) / items),
-        "statements": round(float(statements) / items, 3),
+        "statements": round(float(statements.calls) / items, 3),
+        "exec_us": round(1000 * float(statements.exec_ms) / items, 1),
+        "server_cpu_us": round(1e6 * cpu / items, 1),
         "transactions": round((after.xact_commit - before.xact_commit) / items, 3),
         "wal_bytes": round(float(wal_bytes) / items),
         "heap_records": round(_records(wal, "Heap", "Heap2") / items, 2),
@@ -312,6 +324,20 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
         "updates": round(updates / items, 2),
         "hot_share": round((after.n_tup_hot_upd - before.n_tup_hot_upd) / max(updates, 1), 3),
     }
+
+
+def server_cpu_seconds(data_dir: Path) -> float:
+    """The CPU the server at ``data_dir`` has used: its postmaster's, its live processes'
+    and those of the ones that exited (a backend whose connection closed), which the
+    postmaster collected as its children's."""
+    postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
+    own = postmaster.cpu_times()
+    total = own.user + own.system + own.children_user + own.children_system
+    for child in postmaster.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def _admin_engine(url: str) -> Any:
@@ -344,7 +370,7 @@ async def main(args: argparse.Namespace) -> None:
         for name, shape in shapes(args.pgqueuer_python).items():
             for mode in shape.modes:
                 schema = f"cost_{name}_{mode.replace(' ', '_')}"
-                case = Case(name, mode, args.rows, args.items, schema, worker_url)
+                case = Case(name, mode, args.rows, args.items, schema, worker_url, server.data_dir)
                 print(json.dumps(await measure(url, shape, case)), flush=True)
 
 

@@ -31,6 +31,8 @@ HEADER = [
     "vs narrow",
     "Statements",
     "Transactions",
+    "Server CPU µs",
+    "Statements' µs",
     "WAL bytes",
     "Heap records",
     "B-tree records",
@@ -55,6 +57,8 @@ def _row(line: Line, narrow: Line | None) -> list[str]:
         versus,
         number(line["statements"], 3),
         number(line["transactions"], 3),
+        number(line.get("server_cpu_us")),
+        number(line.get("exec_us")),
         number(line["wal_bytes"]),
         number(line["heap_records"], 2),
         number(line["btree_records"], 2),
@@ -148,8 +152,9 @@ def _intro(line: Line) -> str:
         " entry in every index. *PgQueuer's queue table*: its own, drained as the drain"
         " benchmark runs it (default: batch 10; batch 100), when the run has PgQueuer. Per"
         " item: the worker's statements (BEGIN and COMMIT left out), the transactions"
-        " committed, the WAL bytes and heap and B-tree records of the whole server during"
-        " the drain, the updates of the queued table and the share of them that were HOT;"
+        " committed, the CPU time of the server's processes during the drain and the"
+        " statements' execution time (`total_exec_time`), the WAL bytes and heap and B-tree"
+        " records of the whole server during the drain, the updates of the queued table and the share of them that were HOT;"
         " and the WAL of queueing the items beforehand (curate: an UPDATE of their status;"
         " PgQueuer: its bulk enqueue)."
     )
