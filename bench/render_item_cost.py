@@ -154,7 +154,8 @@ def _intro(line: Line) -> str:
         " item: the worker's statements (BEGIN and COMMIT left out), the transactions"
         " committed, the CPU time of the server's processes during the drain and the"
         " statements' execution time (`total_exec_time`), the WAL bytes and heap and B-tree"
-        " records of the whole server during the drain, the updates of the queued table and the share of them that were HOT;"
+        " records of the whole server during the drain, the updates of the queued table and"
+        " the share of them that were HOT;"
         " and the WAL of queueing the items beforehand (curate: an UPDATE of their status;"
         " PgQueuer: its bulk enqueue)."
     )
