@@ -22,6 +22,7 @@ from typing import Any
 
 import render_hosts
 import render_item_cost
+import render_latency
 from render_format import DASH, TIMES, VERDICTS, number, ratio, table, targets_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -580,6 +581,11 @@ class OwnServerSection:
 OWN_SERVER_SECTIONS = (
     OwnServerSection("The realistic table", (render_item_cost.MEASURE,), render_item_cost.section),
     OwnServerSection("Many worker hosts", (render_hosts.MEASURE,), render_hosts.section),
+    OwnServerSection(
+        "Network latency",
+        (render_latency.MEASURE, render_latency.PROBE, render_latency.SUMMARY),
+        render_latency.section,
+    ),
 )
 
 

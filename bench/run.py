@@ -14,7 +14,8 @@ line with "error" when it fails, is appended to bench/results/<UTC timestamp>.js
 bench/render.py turns the file into docs/benchmarks.md and docs/benchmarks.png.
 
 Some measures start a PostgreSQL of their own instead (`OWN_SERVER`: the per-item cost,
-bench/item_cost.py; many worker hosts, bench/hosts.py): they run as root, after the others,
+bench/item_cost.py; many worker hosts, bench/hosts.py; the network latency, bench/latency.py,
+its workers on a host of their own a round trip away): they run as root, after the others,
 and write a line per case; where this machine cannot run them (not root, no network
 namespaces) their line says "skipped" and why, and the run goes on. The smoke runs them at
 tiny sizes.
@@ -303,6 +304,15 @@ def hosts_says(line: dict[str, Any]) -> str:
     return f"{line['hosts']} host(s): {line['items_per_s']:,.0f} items/s ({shares}), once: {once}"
 
 
+def net_latency_says(line: dict[str, Any]) -> str:
+    if line.get("measure") != "net_latency":
+        return str({k: v for k, v in line.items() if k not in ("argv", "links", "relay")})
+    link = "direct" if line["link"] == "direct" else f"relay {line['rtt_ms']:g} ms"
+    figure = line.get("per_second") or line.get("p50_ms")
+    unit = "items/s" if line["kind"] == "drain" else "ms p50"
+    return f"{link} {line['system']} {line['config']} {line['kind']}: {figure} {unit}"
+
+
 OWN_SERVER = (
     OwnServer(
         "item_cost",
@@ -323,6 +333,17 @@ OWN_SERVER = (
         quick_seconds=10,
         netns=True,
         says=hosts_says,
+    ),
+    OwnServer(
+        "net_latency",
+        "latency.py",
+        full=(),
+        quick=("--quick",),
+        seconds=420,
+        quick_seconds=30,
+        netns=True,
+        peer="pgqueuer",
+        says=net_latency_says,
     ),
 )
 """One more is a line here and its section in bench/render.py (`OWN_SERVER_SECTIONS`)."""
@@ -738,7 +759,8 @@ def summary(line: dict[str, Any]) -> str:
         return f"ERROR {tail(str(line['error']), 200)}"
     if "skipped" in line:
         return str(line["skipped"])
-    own = next((own for own in OWN_SERVER if own.measure == line.get("measure")), None)
+    measure = str(line.get("measure", ""))
+    own = next((own for own in OWN_SERVER if measure.startswith(own.measure)), None)
     if own is not None:
         return own.says(line)
     if line.get("measure") == "soak":

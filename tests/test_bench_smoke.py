@@ -1,8 +1,8 @@
 """The benchmark harness keeps working: a smoke run of `bench/run.py --quick`.
 
 Benchmarks are not tests; this runs curate and the naive loop with a tiny N (main venv, no
-peer environments), the measures on a PostgreSQL of their own (per-item cost, many hosts:
-tiny too, or a "skipped" line where this is not root), and curate's soak on 2,000 rows for
+peer environments), the measures on a PostgreSQL of their own (per-item cost, many hosts,
+network latency: tiny too, or a "skipped" line where this is not root), and curate's soak on 2,000 rows for
 two 5-second intervals, into a temporary directory so the repository's docs stay as they
 are, and checks that every measure produced its result lines and the page its tables.
 """
@@ -38,6 +38,7 @@ def test_quick_benchmark_run(database_url: str, tmp_path: Path) -> None:
         ("curate", "claim_cost"),
         ("curate", "item_cost"),
         ("curate", "hosts"),
+        ("curate", "net_latency"),
         ("curate", "soak"),
         ("curate", "soak_summary"),
     }, produced
@@ -58,7 +59,8 @@ def test_quick_benchmark_run(database_url: str, tmp_path: Path) -> None:
     page = (docs_dir / "benchmarks.md").read_text()
     assert "This page comes from a quick run" in page
     headings = ("## Targets", "## Drain throughput", "## Pick-up latency", "## Claim cost")
-    headings += ("## The realistic table", "## Many worker hosts", "## Soak")
+    headings += ("## The realistic table", "## Many worker hosts", "## Network latency")
+    headings += ("## Soak",)
     for heading in (*headings, "### curate (`pages`)"):
         assert heading in page
     assert "| curate | per_item | 1 |" in page
