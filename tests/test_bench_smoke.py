@@ -2,9 +2,10 @@
 
 Benchmarks are not tests; this runs curate and the naive loop with a tiny N (main venv, no
 peer environments), the measures on a PostgreSQL of their own (per-item cost, many hosts,
-network latency: tiny too, or a "skipped" line where this is not root), and curate's soak on 2,000 rows for
-two 5-second intervals, into a temporary directory so the repository's docs stay as they
-are, and checks that every measure produced its result lines and the page its tables.
+network latency: tiny too, or a "skipped" line where this is not root), and curate's soak
+on 2,000 rows for two 5-second intervals, into a temporary directory so the repository's
+docs stay as they are, and checks that every measure produced its result lines and the
+page its tables.
 """
 
 from __future__ import annotations
