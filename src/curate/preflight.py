@@ -118,12 +118,14 @@ async def unmigrated(database: Database, workflows: Sequence[Workflow]) -> Unmig
 
 
 def _indexes(workflow: Workflow) -> list[tuple[enum.Enum, str]]:
-    """The statuses whose rows a workflow's table should index, each with the reason."""
-    statuses = workflow.binding.statuses
-    return [
-        (statuses.queued, "so each claim reads more of the table as it grows"),
-        (statuses.processing, "so each rescue of expired leases reads the whole table"),
-    ]
+    """The statuses whose rows a workflow's table should index, each with the reason: the
+    Processing rows only where there are leases to rescue."""
+    binding = workflow.binding
+    wanted = [(binding.statuses.queued, "so each claim reads more of the table as it grows")]
+    if binding.lease_until is not None:
+        why = "so each rescue of expired leases reads the whole table"
+        wanted.append((binding.statuses.processing, why))
+    return wanted
 
 
 def _unindexed(workflow: Workflow, where: str, status: enum.Enum, why: str) -> str:
