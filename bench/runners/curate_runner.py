@@ -2,6 +2,8 @@
 
 A table with ``workflow_mixin("bench")`` columns, the queued partial index and the NOTIFY
 trigger (`curate.migrations`), a no-op service; each worker is `curate.worker.run_worker`.
+Alembic and `curate.migrations` are imported by the parent's set-up only, so a worker's
+memory is what a curate worker loads.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from typing import Any
 
 import asyncpg
 import protocol
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
 from sqlalchemy import Integer, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -21,7 +21,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import curate
 from curate import CurateSettings, Workflow, workflow_mixin
-from curate.migrations import create_curate_tables, create_notify_trigger
 from curate.worker import run_worker
 
 TABLE = "bench_items"
@@ -51,6 +50,11 @@ async def report(item_id: int, session: AsyncSession) -> None:
 
 
 def _create_table(connection: Connection) -> None:
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    from curate.migrations import create_curate_tables, create_notify_trigger
+
     Base.metadata.create_all(connection)  # with the queued index, which the mixin declares
     with Operations.context(MigrationContext.configure(connection)):
         create_notify_trigger(TABLE, "bench")

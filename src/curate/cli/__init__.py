@@ -5,16 +5,57 @@ Shell completion: ``eval "$(_CURATE_COMPLETE=bash_source curate)"`` (zsh_source,
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
+
 import click
 
 from curate import __version__
-from curate.cli.db import db
-from curate.cli.demo import demo
-from curate.cli.new_workflow import new_workflow
-from curate.cli.pause import pause, resume
-from curate.cli.requeue import requeue
-from curate.cli.run import run_command
-from curate.cli.status import status
+
+_PLACES = {
+    "db": ("curate.cli.db", "db"),
+    "demo": ("curate.cli.demo", "demo"),
+    "new-workflow": ("curate.cli.new_workflow", "new_workflow"),
+    "pause": ("curate.cli.pause", "pause"),
+    "requeue": ("curate.cli.requeue", "requeue"),
+    "resume": ("curate.cli.pause", "resume"),
+    "run": ("curate.cli.run", "run_command"),
+    "status": ("curate.cli.status", "status"),
+}
+"""Each command's module and name in it."""
+
+
+class _Commands(MutableMapping[str, click.Command]):
+    """The commands by name, each module imported when its command is first looked up:
+    ``curate run``, a worker process, loads neither Alembic (``curate db``) nor rich
+    (``curate status``), which would be a seventh of its memory."""
+
+    def __init__(self, places: dict[str, tuple[str, str]]) -> None:
+        self._places = places
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        command = self._loaded.get(name)
+        if command is None:
+            module, attribute = self._places[name]
+            command = getattr(importlib.import_module(module), attribute)
+            self._loaded[name] = command
+        return command
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._places and name not in self._loaded:
+            raise KeyError(name)
+        self._places.pop(name, None)
+        self._loaded.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self._places, *self._loaded]))
+
+    def __len__(self) -> int:
+        return len(self._places.keys() | self._loaded.keys())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,11 +70,4 @@ def main(debug: bool) -> None:
     """
 
 
-main.add_command(demo)
-main.add_command(status)
-main.add_command(run_command)
-main.add_command(requeue)
-main.add_command(pause)
-main.add_command(resume)
-main.add_command(db)
-main.add_command(new_workflow)
+main.commands = _Commands(dict(_PLACES))

@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import (
 
 from curate.db.connect_args import ConnectArgs, connect_args
 from curate.db.connecting import guard_connections
-from curate.db.embedded import EmbeddedPostgres, start_embedded_postgres
 from curate.db.keepalives import ask_for_keepalives
 from curate.db.pooling import transaction_pooling_arguments
 from curate.logs import logger
 
 if TYPE_CHECKING:  # at run time, curate.settings imports curate.db.connect_args
+    from curate.db.embedded import EmbeddedPostgres
     from curate.settings import CurateSettings
 
 
@@ -41,6 +41,9 @@ class Database:
     async def url(self) -> str:
         """The configured URL, or the embedded server's (started on first use)."""
         if self._url is None:
+            # Only here: a process given a URL never loads the embedded server's modules.
+            from curate.db.embedded import start_embedded_postgres
+
             self._embedded = await asyncio.to_thread(
                 start_embedded_postgres, self.settings.embedded_data_dir
             )

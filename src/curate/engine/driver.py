@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Executable
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
-from sqlalchemy.util import await_, greenlet_spawn
 
 from curate.db.pooling import fetch_alone
 from curate.engine.backoff import is_connection_error
+from curate.engine.pool_agent import in_greenlet
 from curate.errors import StatementTimeoutError
 
 Processor = Callable[[Any], Any] | None
@@ -128,15 +128,38 @@ async def execute_alone(
     With ``cancel_after`` (seconds), a statement still running then is cancelled on the
     server (asyncpg sends a cancel request, which a pooler passes on) and
     `StatementTimeoutError` is raised; the connection goes back to the pool, usable.
+
+    The pool's own connection is used, without a SQLAlchemy Connection around it (the
+    statement leaves no transaction open). The checkout and the checkin run in a greenlet
+    (`in_greenlet`), where SQLAlchemy can await: handing a connection back may close it
+    (an overflow connection when the pool is full), and invalidating it closes it. The
+    statement itself is awaited directly.
+
+    A broken connection means the server went away or restarted: as SQLAlchemy does for
+    its own executions, this connection is thrown away and every pooled connection older
+    than it is replaced at its next checkout, so the caller's retry gets a fresh one. A
+    cancelled statement (the task was cancelled) leaves its connection mid-protocol: it is
+    thrown away too, never handed to the next caller.
     """
     compiled = driver_statement(statement, engine.dialect)
-    records = await greenlet_spawn(
-        _fetch_on_pooled_connection,
-        engine.sync_engine,
-        compiled.sql,
-        compiled.arguments(params),
-        cancel_after,
-    )
+    arguments = compiled.arguments(params)
+    pool_engine = engine.sync_engine
+    raw = await in_greenlet(pool_engine.raw_connection)
+    try:
+        driver: Any = raw.driver_connection
+        records = await fetch_alone(driver, compiled.sql, *arguments, timeout=cancel_after)
+    except Exception as exc:
+        timed_out = _timed_out(exc, cancel_after)
+        if timed_out is not None:
+            raise timed_out from exc
+        if is_connection_error(exc):
+            await in_greenlet(pool_engine.pool._invalidate, raw, exc)
+        raise
+    except BaseException as exc:
+        await in_greenlet(raw.invalidate, exc)
+        raise
+    finally:
+        await in_greenlet(raw.close)
     return [compiled.row(record) for record in records]
 
 
@@ -146,38 +169,3 @@ def _timed_out(exc: Exception, cancel_after: float | None) -> StatementTimeoutEr
     if cancel_after is None or not isinstance(exc, TimeoutError) or exc.errno is not None:
         return None
     return StatementTimeoutError(cancel_after)
-
-
-def _fetch_on_pooled_connection(
-    engine: Engine, sql: str, arguments: list[Any], cancel_after: float | None
-) -> list[Any]:
-    """Check out, run, check in, all inside SQLAlchemy's greenlet (`greenlet_spawn`).
-
-    The pool's own connection, without a SQLAlchemy Connection around it (the statement
-    leaves no transaction open). Handing it back may close it (an overflow connection when
-    the pool is full), and invalidating it closes it: that I/O must run here, where
-    SQLAlchemy can await, or the connection is dropped unclosed.
-
-    A broken connection means the server went away or restarted: as SQLAlchemy does for
-    its own executions, this connection is thrown away and every pooled connection older
-    than it is replaced at its next checkout, so the caller's retry gets a fresh one. A
-    cancelled statement (the task was cancelled) leaves its connection mid-protocol: it is
-    thrown away too, never handed to the next caller.
-    """
-    raw = engine.raw_connection()
-    try:
-        driver: Any = raw.driver_connection
-        records = await_(fetch_alone(driver, sql, *arguments, timeout=cancel_after))
-    except Exception as exc:
-        timed_out = _timed_out(exc, cancel_after)
-        if timed_out is not None:
-            raise timed_out from exc
-        if is_connection_error(exc):
-            engine.pool._invalidate(raw, exc)
-        raise
-    except BaseException as exc:
-        raw.invalidate(exc)
-        raise
-    finally:
-        raw.close()
-    return records

@@ -117,7 +117,15 @@ async def _discard(session: AsyncSession) -> None:
 
 
 async def _close(session: AsyncSession) -> bool:
-    """Close the session; True if it closed cleanly (it can serve another item)."""
+    """Close the session; True if it closed cleanly (it can serve another item).
+
+    A session outside a transaction holds no connection, so closing it (forgetting its
+    objects) needs no I/O: done directly, without the greenlet `AsyncSession.close`
+    starts, which cost a no-op item about a tenth of its CPU time.
+    """
+    if not session.in_transaction():
+        session.sync_session.close()
+        return True
     return await _or_invalidate(session, session.close, "closing the session")
 
 

@@ -83,35 +83,39 @@ async def _claim_and_execute(
     """Claim batches and start their items until drained, over budget or stopped; return
     when every started item has finished."""
     deadline = started + ctx.config.run_max_seconds
-    slots = asyncio.Semaphore(ctx.config.concurrency)
+    slots = _Slots(ctx.config.concurrency, stop)
     finished = asyncio.Event()
     running = _Running(slots, result, heartbeat, finished, completions)
-    async with asyncio.TaskGroup() as tasks:
-        while not stop.is_set() and time.monotonic() < deadline:
-            limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
-            if limit <= 0:
-                break
-            limit = await admit(ctx, limit, stop, deadline, result)  # pause, rate limit
-            if limit == 0:
-                break
-            batch = await _claim(ctx, limit, result)
-            await give_back(ctx, limit - len(batch))
-            result.claimed += len(batch)
-            heartbeat.hold(batch)
-            for index, item in enumerate(batch):
-                try:
-                    got_slot = await _slot_or_stop(slots, stop)
-                except asyncio.CancelledError:
-                    await _release(ctx, batch[index:], heartbeat)
-                    raise
-                if not got_slot:
-                    await _release(ctx, batch[index:], heartbeat)
-                    result.claimed -= len(batch) - index
+    waking = asyncio.create_task(_wake_on_stop(slots, stop))
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            while not stop.is_set() and time.monotonic() < deadline:
+                limit = min(ctx.config.batch_size, ctx.config.run_max_items - result.claimed)
+                if limit <= 0:
                     break
-                running.in_flight.add(item)
-                tasks.create_task(_execute(ctx, item, running))
-            if len(batch) < limit and not await _unlocked_more(ctx, batch, running):
-                break
+                limit = await admit(ctx, limit, stop, deadline, result)  # pause, rate limit
+                if limit == 0:
+                    break
+                batch = await _claim(ctx, limit, result)
+                await give_back(ctx, limit - len(batch))
+                result.claimed += len(batch)
+                heartbeat.hold(batch)
+                for index, item in enumerate(batch):
+                    try:
+                        got_slot = await slots.take()
+                    except asyncio.CancelledError:
+                        await _release(ctx, batch[index:], heartbeat)
+                        raise
+                    if not got_slot:
+                        await _release(ctx, batch[index:], heartbeat)
+                        result.claimed -= len(batch) - index
+                        break
+                    running.in_flight.add(item)
+                    tasks.create_task(_execute(ctx, item, running))
+                if len(batch) < limit and not await _unlocked_more(ctx, batch, running):
+                    break
+    finally:
+        waking.cancel()  # the run is over: its stop matters no more
 
 
 async def _unlocked_more(ctx: RunContext, batch: list[ClaimedItem], run: _Running) -> bool:
@@ -133,26 +137,45 @@ async def _unlocked_more(ctx: RunContext, batch: list[ClaimedItem], run: _Runnin
     return bool(batch)
 
 
-async def _slot_or_stop(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:
-    """Wait for a free slot (True, the slot taken) or for ``stop`` (False, no slot)."""
-    if stop.is_set():
+class _Slots:
+    """The run's free concurrency slots, which the claim loop waits for, or for ``stop``.
+
+    It waits on one future of its own, woken as an item ends or ``stop`` is set: racing a
+    semaphore against the stop event costs two futures and an `asyncio.wait` for every
+    item once all slots are busy. Only the claim loop takes slots.
+    """
+
+    def __init__(self, count: int, stop: asyncio.Event) -> None:
+        self._free = count
+        self._stop = stop
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def take(self) -> bool:
+        """Wait for a free slot (True, the slot taken) or for ``stop`` (False, no slot)."""
+        while not self._stop.is_set():
+            if self._free:
+                self._free -= 1
+                return True
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         return False
-    if not slots.locked():  # a slot is free: take it without the cost of two futures
-        await slots.acquire()
-        return True
-    acquiring = asyncio.ensure_future(slots.acquire())
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait((acquiring, stopping), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        if not acquiring.done():
-            acquiring.cancel()
-    if acquiring.done() and not acquiring.cancelled():
-        if not stop.is_set():
-            return True
-        slots.release()
-    return False
+
+    def release(self) -> None:
+        self._free += 1
+        self.wake()
+
+    def wake(self) -> None:
+        """Let the waiting claim loop look again."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+async def _wake_on_stop(slots: _Slots, stop: asyncio.Event) -> None:
+    await stop.wait()
+    slots.wake()
 
 
 async def _claim(ctx: RunContext, limit: int, result: RunResult) -> list[ClaimedItem]:
@@ -181,7 +204,7 @@ async def _release(ctx: RunContext, items: list[ClaimedItem], heartbeat: Heartbe
 class _Running:
     """What every item's task shares with its run (one per run)."""
 
-    slots: asyncio.Semaphore
+    slots: _Slots
     result: RunResult
     heartbeat: Heartbeat
     finished: asyncio.Event
