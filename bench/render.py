@@ -300,6 +300,33 @@ def memory_section(run: Run) -> list[str]:
     return table(["System", "Config", "Workers", "N", "Peak RSS MB"], rows)
 
 
+MEMORY_BOUND = 1.2
+"""Issue 16: a curate worker's peak RSS within this factor of the lightest peer's."""
+
+
+def memory_target(run: Run) -> list[str]:
+    """The heaviest curate worker of any drain against the lightest peer's heaviest."""
+    heaviest: dict[str, float] = {}
+    for line in run.drains:
+        if ok(line) and line.get("peak_rss_mb") is not None:
+            system = str(line.get("system"))
+            heaviest[system] = max(heaviest.get(system, 0.0), float(line["peak_rss_mb"]))
+    ours = heaviest.pop(CURATE, None)
+    peers = {system: mb for system, mb in heaviest.items() if system != "naive"}
+    if ours is None or not peers:
+        return targets_table(16, [(_memory_text(), DASH, None)])
+    lightest = min(peers, key=peers.__getitem__)
+    figure = (
+        f"{number(ours, 1)} MB against {lightest}'s {number(peers[lightest], 1)} MB:"
+        f" {ratio(ours / peers[lightest])}"
+    )
+    return targets_table(16, [(_memory_text(), figure, ours <= MEMORY_BOUND * peers[lightest])])
+
+
+def _memory_text() -> str:
+    return f"curate's worker peak RSS ≤ {MEMORY_BOUND:g}{TIMES} the lightest peer's"
+
+
 # --- targets ------------------------------------------------------------------------------
 
 
@@ -733,6 +760,8 @@ def render_markdown(
         "",
         "Peak resident memory (RSS) of a worker process, the largest one when several ran,"
         " sampled every 100 ms during the largest drain of each configuration.",
+        "",
+        *memory_target(run),
         "",
         *memory_section(run),
         "",

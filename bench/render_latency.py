@@ -7,7 +7,7 @@ the top without a cycle; bench/latency.py takes its targets from here too.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 MEASURE = "net_latency"
@@ -154,30 +154,32 @@ def _failed(lines: Iterable[Line], key: Key, system: str, config: str, kind: str
     )
 
 
-def _drain_table(lines: Sequence[Line], links: Sequence[Key]) -> list[str]:
-    rows = []
-    for system, config in _configs(lines, "drain"):
-        row = [system, config]
-        for key in links:
-            rate = _figure(lines, key, system, config, "drain", "per_second")
-            failed = _failed(lines, key, system, config, "drain")
-            row.append(f"{rate:,.0f}" if rate is not None else "failed" if failed else DASH)
-        rows.append(row)
-    return _table(["System", "Config", *map(_label, links)], rows)
+def _drain_cell(lines: Sequence[Line], key: Key, system: str, config: str) -> str | None:
+    rate = _figure(lines, key, system, config, "drain", "per_second")
+    return f"{rate:,.0f}" if rate is not None else None
 
 
-def _pickup_table(lines: Sequence[Line], links: Sequence[Key]) -> list[str]:
+def _pickup_cell(lines: Sequence[Line], key: Key, system: str, config: str) -> str | None:
+    p50 = _figure(lines, key, system, config, "pickup", "p50_ms")
+    p95 = _figure(lines, key, system, config, "pickup", "p95_ms")
+    return f"{p50:.1f} / {p95:.1f}" if p50 is not None and p95 is not None else None
+
+
+def _link_table(
+    lines: Sequence[Line],
+    links: Sequence[Key],
+    kind: str,
+    cell: Callable[[Sequence[Line], Key, str, str], str | None],
+) -> list[str]:
+    """A row per system and configuration of ``kind``, a column per link: its ``cell``,
+    or "failed" or a dash where it has none."""
     rows = []
-    for system, config in _configs(lines, "pickup"):
+    for system, config in _configs(lines, kind):
         row = [system, config]
         for key in links:
-            p50 = _figure(lines, key, system, config, "pickup", "p50_ms")
-            p95 = _figure(lines, key, system, config, "pickup", "p95_ms")
-            failed = _failed(lines, key, system, config, "pickup")
-            if p50 is not None and p95 is not None:
-                row.append(f"{p50:.1f} / {p95:.1f}")
-            else:
-                row.append("failed" if failed else DASH)
+            shown = cell(lines, key, system, config)
+            failed = _failed(lines, key, system, config, kind)
+            row.append(shown if shown is not None else "failed" if failed else DASH)
         rows.append(row)
     return _table(["System", "Config", *map(_label, links)], rows)
 
@@ -225,7 +227,24 @@ def _targets_table(lines: Sequence[Line]) -> list[str]:
                 + (f" (median of {rounds} rounds' ratios)" if rounds > 1 else "")
             )
         rows.append([text, figure, VERDICTS[target["met"]]])
+    rows.append(_every_round_row(lines))
     return _table(["Target (issue 16)", "This run", "Verdict"], rows)
+
+
+def _every_round_row(lines: Sequence[Line]) -> list[str]:
+    """The direct link, as close to loopback as a host of its own gets: curate per item ≥
+    PgQueuer default in every round (the issue asks three runs out of three)."""
+    key: Key = ("direct", None)
+    curate = _figures(lines, key, "curate", "per_item", "drain", "per_second")
+    pgqueuer = _figures(lines, key, "pgqueuer", "default", "drain", "per_second")
+    ratios = [curate[r] / pgqueuer[r] for r in sorted(curate) if pgqueuer.get(r)]
+    text = "curate per_item ≥ PgQueuer default in every round (drain, direct link)"
+    if not ratios:
+        return [text, DASH, VERDICTS[None]]
+    ahead = sum(value >= 1.0 for value in ratios)
+    shown = ", ".join(f"{value:.2f}{TIMES}" for value in ratios)
+    figure = f"{ahead} of {len(ratios)} rounds: {shown}"
+    return [text, figure, VERDICTS[ahead == len(ratios)]]
 
 
 def _others(lines: Iterable[Line]) -> str:
@@ -281,10 +300,10 @@ def section(lines: Sequence[Line]) -> list[str]:
         "",
         "Drain throughput (items/s):",
         "",
-        *_drain_table(lines, links),
+        *_link_table(lines, links, "drain", _drain_cell),
         "",
         "Pick-up latency (p50 / p95, ms):",
         "",
-        *_pickup_table(lines, links),
+        *_link_table(lines, links, "pickup", _pickup_cell),
         "",
     ]
