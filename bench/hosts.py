@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench" / "runners")]
 
 import asyncpg  # noqa: E402
+import cpu_time  # noqa: E402
 import curate_runner  # noqa: E402
 import protocol  # noqa: E402
 import psutil  # noqa: E402
@@ -176,13 +177,13 @@ class CpuUse:
     and by everything else on the machine: how much another job took of the shared cores."""
 
     def __init__(self, started: list[protocol.Worker], server: DedicatedServer) -> None:
-        postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+        postmaster = cpu_time.postmaster_pid(server.data_dir)
         self.roots = [os.getpid(), postmaster, *(w.process.pid for w in started)]
-        self.before = self._ours(), self._machine()
+        self.before = self._ours(), cpu_time.machine_busy_seconds()
         self.after = self.before
 
     def stop(self) -> None:
-        self.after = self._ours(), self._machine()
+        self.after = self._ours(), cpu_time.machine_busy_seconds()
 
     def seconds(self) -> dict[str, float]:
         """``ours`` and ``others``: CPU seconds of the drain; ``cores``: how many there are."""
@@ -201,12 +202,6 @@ class CpuUse:
                         times = each.cpu_times()
                         used[each.pid] = times.user + times.system
         return used
-
-    @staticmethod
-    def _machine() -> float:
-        """Busy CPU seconds of the whole machine so far (guest time is inside user)."""
-        t = psutil.cpu_times()
-        return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
 
 
 async def drained(conn: asyncpg.Connection, started: list[protocol.Worker], bound: float) -> bool:

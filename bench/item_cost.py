@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
 import time
@@ -51,9 +50,9 @@ from typing import Any, Protocol
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench" / "runners")]
 
+import cpu_time  # noqa: E402
 import curate_runner  # noqa: E402
 import curate_soak  # noqa: E402
-import psutil  # noqa: E402
 from sqlalchemy import MetaData, text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine  # noqa: E402
 from tests.dedicated_server import dedicated_server  # noqa: E402
@@ -283,9 +282,9 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
             await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
             before = (await conn.execute(text(SNAPSHOT), params)).one()
 
-        cpu_before = server_cpu_seconds(case.data_dir)
+        cpu_before = cpu_time.server_seconds(case.data_dir)
         seconds = await shape.drain(case)
-        cpu = server_cpu_seconds(case.data_dir) - cpu_before
+        cpu = cpu_time.server_seconds(case.data_dir) - cpu_before
 
         async with admin.connect() as conn:
             await conn.execute(text("SELECT pg_stat_force_next_flush()"))
@@ -324,20 +323,6 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
         "updates": round(updates / items, 2),
         "hot_share": round((after.n_tup_hot_upd - before.n_tup_hot_upd) / max(updates, 1), 3),
     }
-
-
-def server_cpu_seconds(data_dir: Path) -> float:
-    """The CPU the server at ``data_dir`` has used: its postmaster's, its live processes'
-    and those of the ones that exited (a backend whose connection closed), which the
-    postmaster collected as its children's."""
-    postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
-    own = postmaster.cpu_times()
-    total = own.user + own.system + own.children_user + own.children_system
-    for child in postmaster.children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = child.cpu_times()
-            total += times.user + times.system
-    return total
 
 
 def _admin_engine(url: str) -> Any:

@@ -51,6 +51,7 @@ BENCH = ROOT / "bench"
 sys.path[:0] = [str(ROOT), str(BENCH), str(BENCH / "runners")]
 
 import asyncpg  # noqa: E402
+import cpu_time  # noqa: E402
 import protocol  # noqa: E402
 import psutil  # noqa: E402
 import render_latency  # noqa: E402
@@ -59,7 +60,6 @@ from tests.dedicated_server import DedicatedServer, dedicated_server  # noqa: E4
 from tests.netns import Host, missing_netns, network_host  # noqa: E402
 
 RELAY = BENCH / "delay_relay.py"
-PEER = "pgqueuer"
 MEASURE = render_latency.MEASURE
 PICKUP_CONFIG = {"curate": "per_item", "pgqueuer": "default"}
 """The configuration a runner's pick-up runs with by default (curate: one item at a time)."""
@@ -217,7 +217,7 @@ class CpuMeter:
     rest of the machine used meanwhile (another job on the two shared cores)."""
 
     def __init__(self, server: DedicatedServer, relay_pid: int | None) -> None:
-        self.postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+        self.data_dir = server.data_dir
         self.relay_pid = relay_pid
         self.clock = time.perf_counter()
         self.before = self._sample()
@@ -239,24 +239,19 @@ class CpuMeter:
             usage.ru_utime + usage.ru_stime
             for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
         )
-        relay = self._cpu(self.relay_pid, reaped=False) if self.relay_pid else 0.0
-        server = self._cpu(self.postmaster, reaped=True)
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(self.postmaster).children():
-                server += self._cpu(child.pid, reaped=False)
-        t = psutil.cpu_times()
-        machine = t.user + t.nice + t.system + t.irq + t.softirq + t.steal
-        return mine, relay, server, machine
+        relay = self._cpu(self.relay_pid) if self.relay_pid else 0.0
+        server = cpu_time.server_seconds(self.data_dir)
+        return mine, relay, server, cpu_time.machine_busy_seconds()
 
     @staticmethod
-    def _cpu(pid: int, reaped: bool) -> float:
-        """A process's CPU seconds, and with ``reaped`` its exited children's."""
+    def _cpu(pid: int) -> float:
+        """A process's CPU seconds (0 once it has gone)."""
         try:
             t = psutil.Process(pid).cpu_times()
         except psutil.Error:
             return 0.0
         seconds: float = t.user + t.system
-        return seconds + (t.children_user + t.children_system if reaped else 0.0)
+        return seconds
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -333,13 +328,13 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--n", type=int, help=f"items per drain (default {FULL.n:,})")
     parser.add_argument("--repeat", type=int, help=f"rounds of all the links ({FULL.repeat})")
     parser.add_argument(
-        f"--{PEER}-python",
+        "--pgqueuer-python",
         type=Path,
-        help=f"also measure {PEER} (its runner runs in bench/run.py's environment for it;"
+        help="also measure PgQueuer (its runner runs in bench/run.py's environment for it;"
         " this is that environment's Python, as bench/run.py passes it)",
     )
     args = parser.parse_args(argv)
-    args.systems = ["curate", *([PEER] if getattr(args, f"{PEER}_python") else [])]
+    args.systems = ["curate", *(["pgqueuer"] if args.pgqueuer_python else [])]
     args.sizes = QUICK if args.quick else FULL
     args.links = parse_links(args.links or args.sizes.links)
     args.n = args.n or args.sizes.n
