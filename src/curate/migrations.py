@@ -14,6 +14,7 @@ In an Alembic migration::
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,6 +24,7 @@ from curate.columns import (
     ProcessingStatus,
     processing_index_name,
     queued_index_name,
+    status_predicate,
     status_type,
     workflow_columns,
 )
@@ -98,7 +100,7 @@ def add_missing_workflow_columns(
     For tables made by an earlier curate (before ``<prefix>_priority``, say): call it in
     a new migration; on a table that has every column it only rebuilds the index.
     """
-    qualified = f'"{schema}"."{table}"' if schema else f'"{table}"'
+    qualified = _qualified(table, schema)
     dialect = op.get_bind().dialect
     for column in workflow_columns(prefix, status_enum, schema=schema):
         if isinstance(column.type, sa.Enum):
@@ -155,15 +157,9 @@ def create_queued_index(
     ``priority=False`` for a table without ``<prefix>_priority``.
     """
     names = ColumnNames.for_prefix(prefix)
-    status_column = names.status
-    stored = status_enum[queued].name
-    op.create_index(
-        queued_index_name(table, prefix),
-        table,
-        [sa.text(f'"{names.priority}" DESC'), order_by] if priority else [order_by],
-        schema=schema,
-        postgresql_where=sa.text(f"{status_column} = '{stored}'"),
-        if_not_exists=True,  # a table made from the models has it already (curate.columns)
+    keys = [sa.text(f'"{names.priority}" DESC'), order_by] if priority else [order_by]
+    _create_status_index(
+        queued_index_name(table, prefix), table, keys, names.status, status_enum[queued], schema
     )
 
 
@@ -187,13 +183,26 @@ def create_processing_index(
     primary key), never the lease, so a heartbeat, which writes only the lease, stays
     eligible for a HOT update. ``processing`` is the name of that member of ``status_enum``.
     """
-    names = ColumnNames.for_prefix(prefix)
+    status_column = ColumnNames.for_prefix(prefix).status
+    name = processing_index_name(table, prefix)
+    _create_status_index(name, table, [order_by], status_column, status_enum[processing], schema)
+
+
+def _create_status_index(
+    name: str,
+    table: str,
+    keys: list[Any],
+    status_column: str,
+    status: enum.Enum,
+    schema: str | None,
+) -> None:
+    """A partial index over the rows of ``status``, as `curate.columns` declares it."""
     op.create_index(
-        processing_index_name(table, prefix),
+        name,
         table,
-        [order_by],
+        keys,
         schema=schema,
-        postgresql_where=sa.text(f"{names.status} = '{status_enum[processing].name}'"),
+        postgresql_where=sa.text(status_predicate(status_column, status.name)),
         if_not_exists=True,  # a table made from the models has it already (curate.columns)
     )
 
@@ -216,13 +225,15 @@ def set_fillfactor(table: str, percent: int, *, schema: str | None = None) -> No
     """
     if not 10 <= percent <= 100:
         raise ValueError(f"fillfactor must be a percentage from 10 to 100, not {percent!r}")
-    qualified = f'"{schema}"."{table}"' if schema else f'"{table}"'
-    op.execute(f"ALTER TABLE {qualified} SET (fillfactor = {int(percent)})")
+    op.execute(f"ALTER TABLE {_qualified(table, schema)} SET (fillfactor = {int(percent)})")
+
+
+def _qualified(table: str, schema: str | None) -> str:
+    return f'"{schema}"."{table}"' if schema else f'"{table}"'
 
 
 def _notify_names(table: str, prefix: str, schema: str | None) -> tuple[str, str]:
-    qualified = f'"{schema}"."{table}"' if schema else f'"{table}"'
-    return qualified, f"curate_notify_{prefix}"[:63]
+    return _qualified(table, schema), f"curate_notify_{prefix}"[:63]
 
 
 def create_notify_trigger(
