@@ -105,11 +105,11 @@ async def unmigrated(database: Database, workflows: Sequence[Workflow]) -> Unmig
                 problem = f"table {table.name} has no {column} {', '.join(absent)} {where}"
             else:
                 unindexed += [
-                    _unindexed(workflow, where, status, fix)
-                    for status, fix in _indexes(workflow)
+                    _unindexed(workflow, where, wanted)
+                    for wanted in _indexes(workflow)
                     if not await connection.scalar(
                         STATUS_INDEXED,
-                        status_indexed_params(table, workflow.binding.status.name, status),
+                        status_indexed_params(table, workflow.binding.status.name, wanted.status),
                     )
                 ]
                 continue
@@ -117,24 +117,34 @@ async def unmigrated(database: Database, workflows: Sequence[Workflow]) -> Unmig
     return Unmigrated(tuple(problems), migration_fix(searched), tuple(unindexed))
 
 
-def _indexes(workflow: Workflow) -> list[tuple[enum.Enum, str]]:
-    """The statuses whose rows a workflow's table should index, each with the reason: the
-    Processing rows only where there are leases to rescue."""
+@dataclass(frozen=True)
+class _Wanted:
+    """An index a workflow's table should have: over the rows of ``status``, made by the
+    migration helper ``create_<helper>_index``, missed ``why``."""
+
+    status: enum.Enum
+    helper: str
+    why: str
+
+
+def _indexes(workflow: Workflow) -> list[_Wanted]:
+    """The indexes a workflow's table should have: the processing one only where there are
+    leases to rescue."""
     binding = workflow.binding
-    wanted = [(binding.statuses.queued, "so each claim reads more of the table as it grows")]
+    why = "so each claim reads more of the table as it grows"
+    wanted = [_Wanted(binding.statuses.queued, "queued", why)]
     if binding.lease_until is not None:
         why = "so each rescue of expired leases reads the whole table"
-        wanted.append((binding.statuses.processing, why))
+        wanted.append(_Wanted(binding.statuses.processing, "processing", why))
     return wanted
 
 
-def _unindexed(workflow: Workflow, where: str, status: enum.Enum, why: str) -> str:
-    binding = workflow.binding
-    helper = "queued" if status is binding.statuses.queued else "processing"
+def _unindexed(workflow: Workflow, where: str, wanted: _Wanted) -> str:
+    binding, status = workflow.binding, wanted.status
     return (
         f"workflow {workflow.name}: table {binding.table.name} {where} has no index on its"
         f" {status.name} rows (a partial index WHERE {binding.status.name} = {status.name!r}),"
-        f" {why}; add it in a migration (curate.migrations.create_{helper}_index("
+        f" {wanted.why}; add it in a migration (curate.migrations.create_{wanted.helper}_index("
         f"{binding.table.name!r}, <prefix>) for a workflow's standard columns)"
     )
 
