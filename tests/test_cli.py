@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
 from curate import ProcessingStatus
+from curate.sql import own_tables as own_tables_sql
 from curate.testing import wait_until
 from tests.models import Item, SeedItem, SeedStatus
 
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CURATE = Path(sys.executable).with_name("curate")
 UNREACHABLE = "postgresql://postgres:secret@127.0.0.1:9/x"
 NOT_PAUSED = {"paused": False, "paused_at": None, "paused_reason": None, "rate_limit": None}
-CURATE_TABLES = "curate_workflow_controls, curate_periodic_runs"
+CURATE_TABLES = ", ".join(own_tables_sql.TABLES)
 
 Queued, Processing, Complete, Error = (
     ProcessingStatus.Queued,
@@ -390,10 +391,10 @@ async def test_db_upgrade_current_downgrade(schema: str, cli: Curate) -> None:
     upgraded = await cli("db", "upgrade")
     assert upgraded.code == 0, upgraded
     migrated, own_tables = upgraded.out.splitlines()[-2:]
-    assert migrated.endswith(f"{where}: now at 0004 (head)"), upgraded
+    assert migrated.endswith(f"{where}: now at 0005 (head)"), upgraded
     assert own_tables.endswith(f"{where}: curate's tables: {CURATE_TABLES} already there")
     assert "Running upgrade  -> 0001" in upgraded.err
-    assert "Running upgrade 0003 -> 0004" in upgraded.err
+    assert "Running upgrade 0004 -> 0005" in upgraded.err
 
     status = await cli("status", "--json", **demo_app)
     assert status.code == 0, status
@@ -403,7 +404,7 @@ async def test_db_upgrade_current_downgrade(schema: str, cli: Curate) -> None:
         "page_curation",
     ]
 
-    downgraded = await cli("db", "downgrade", "-4")
+    downgraded = await cli("db", "downgrade", "-5")
     assert downgraded.out.endswith(f"{where}: now at base (no revision applied)\n"), downgraded
 
     missing = await cli("status", **demo_app)

@@ -101,10 +101,10 @@ async def test_dashboard_requeue_buttons_with_auth(engine: AsyncEngine) -> None:
     # One button per workflow, posting to the mounted requeue endpoint under the prefix;
     # disabled where there is nothing in Error.
     assert (
-        '<button type="button" data-requeue-url="/ops/curate/workflows/work/requeue"'
+        '<button type="button" data-post-url="/ops/curate/workflows/work/requeue"'
         ' aria-label="Re-queue the 2 rows in Error in work">Re-queue errors (2)</button>'
     ) in page
-    assert 'data-requeue-url="/ops/curate/workflows/seed/requeue" disabled' in page
+    assert 'data-post-url="/ops/curate/workflows/seed/requeue" disabled' in page
     assert "Refreshes every 0.5 s." in page
     assert "/dashboard" not in str(app.openapi()["paths"])  # a page, not an API
 

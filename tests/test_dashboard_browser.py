@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import threading
 from collections.abc import AsyncIterator
@@ -50,6 +51,7 @@ CHROMIUM_ARGS = [
 ]
 WAIT_MS = 15_000
 FAILING = "fail: <b>not bold</b>"
+HANGS = "hangs until cancelled"
 
 # The service waits for `release`, so the page first sees nothing complete; rows whose
 # payload is FAILING fail until `fixed` is set (the bug fix before the re-queue).
@@ -74,6 +76,8 @@ class DashItem(workflow_mixin("dash"), Base):
 async def process_single_dash(item_id: Any, session: AsyncSession) -> None:
     await asyncio.to_thread(release.wait, 60)  # set by the test, in the test's thread
     item = await session.get(DashItem, item_id)
+    if item is not None and item.payload == HANGS:
+        await asyncio.Event().wait()  # until it is cancelled
     if item is not None and item.payload == FAILING and not fixed.is_set():
         raise NonRetryableError(item.payload)
 
@@ -218,5 +222,117 @@ async def test_dashboard_in_chromium(settings: curate.CurateSettings, engine: As
             await expect(error).to_have_text("0", timeout=WAIT_MS)
             await expect(section.locator('[data-errors="none"]')).to_have_text("No errors.")
             await page.screenshot(path=ARTIFACTS / "dashboard-after-requeue.png", full_page=True)
+        finally:
+            await browser.close()
+
+
+async def test_items_item_page_and_charts_in_chromium(
+    settings: curate.CurateSettings, engine: AsyncEngine
+) -> None:
+    """Overview, an error group's link, the filtered list, the item's page, its requeue
+    button; the charts drawn from what the worker flushed."""
+    missing = browser_missing()
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser test must run under CI: {missing}")
+        pytest.skip(missing)
+    from playwright.async_api import async_playwright, expect
+
+    release.set()
+    fixed.clear()
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        await conn.execute(
+            insert(DashItem),
+            [
+                {"id": n, "payload": FAILING if n == 4 else "ok", "dash_status": "Queued"}
+                for n in range(1, 5)
+            ],
+        )
+    quick = settings.model_copy(update={"stats_interval_seconds": 0.3})
+    app = FastAPI(lifespan=curate_lifespan([dash], settings=quick, grace_seconds=5))
+    router = curate_router(
+        [dash], read_auth=require_token, requeue_auth=require_token, dashboard_refresh_seconds=0.2
+    )
+    app.include_router(router, prefix="/curate")
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    async with served(app) as url, async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(
+                extra_http_headers={"X-Token": "secret"}, viewport={"width": 1100, "height": 800}
+            )
+            page = await context.new_page()
+            await page.goto(f"{url}/curate/dashboard")
+            section = page.locator("#workflow-dash")
+            await expect(section.locator('[data-count="complete"]')).to_have_text(
+                "3", timeout=WAIT_MS
+            )
+            # The charts: the worker's flush wrote 3 completions and 1 failure; each chart
+            # says so in its accessible description.
+            completed = section.get_by_role("img", name="dash: Completed per 5 min, last 6 h")
+            await expect(completed.locator('rect[data-value="3"]')).to_have_count(
+                1, timeout=WAIT_MS
+            )
+            failed = section.locator('[data-chart="failed"] desc')
+            await expect(failed).to_contain_text("1 in total over 72 buckets")
+            await expect(section.locator('[data-chart="queued"] circle').first).to_be_attached()
+            await page.screenshot(path=ARTIFACTS / "dashboard-charts.png", full_page=True)
+
+            # The error group's message links to its rows.
+            await section.locator("tr[data-error-group] a").click()
+            await expect(page).to_have_url(re.compile(r"/dashboard/workflows/dash\?.*group="))
+            await expect(page.locator('select[name="status"]')).to_have_value("error")
+            rows = page.locator("tr[data-item]")
+            await expect(rows).to_have_count(1)
+            await expect(rows.locator("code")).to_have_text(f"NonRetryableError: {FAILING}")
+            await page.screenshot(path=ARTIFACTS / "dashboard-items.png", full_page=True)
+
+            # The item's page: its status columns, its attempts (the traceback behind a
+            # disclosure), and its own requeue button.
+            await rows.get_by_role("link", name="4").click()
+            await expect(page.locator("h1")).to_have_text("dash — item 4")
+            status = page.locator('[data-field="status"]')
+            await expect(status).to_have_text("Error")
+            history = page.locator("#curate-history tbody tr")
+            await expect(history).to_have_count(1)
+            await expect(history.first).to_have_attribute("data-outcome", "failed")
+            await history.first.locator("summary").click()
+            await expect(history.first.locator("pre")).to_contain_text("process_single_dash")
+            await page.screenshot(path=ARTIFACTS / "dashboard-item.png", full_page=True)
+            fixed.set()
+            await page.get_by_role("button", name="Re-queue this item").click()
+            await expect(page.locator("#curate-message")).to_have_text(
+                "Re-queued 1 row in dash.", timeout=WAIT_MS
+            )
+            await expect(status).to_have_text("Complete", timeout=WAIT_MS)
+            await expect(page.locator('[data-field="error"]')).to_have_text("—")
+            await expect(history.first).to_have_attribute("data-outcome", "completed")
+            await expect(history).to_have_count(2)
+            await page.screenshot(path=ARTIFACTS / "dashboard-item-requeued.png", full_page=True)
+
+            # Item 5 runs until cancelled: its Cancel button stops it where it runs.
+            async with engine.begin() as conn:
+                await conn.execute(
+                    insert(DashItem).values(id=5, payload=HANGS, dash_status="Queued")
+                )
+            await page.goto(f"{url}/curate/dashboard/workflows/dash/items/5")
+            await expect(status).to_have_text("Processing", timeout=WAIT_MS)
+            await page.get_by_role("button", name="Cancel this item").click()
+            await expect(page.locator("#curate-message")).to_have_text(
+                "Cancelled 0 rows in dash; asked the workers of 1 row running.",
+                timeout=WAIT_MS,
+            )
+            await expect(status).to_have_text("Error", timeout=WAIT_MS)
+            await expect(page.locator('[data-field="error"]')).to_have_text("Cancelled")
+            await expect(history.first).to_have_attribute("data-outcome", "cancelled")
+            await page.screenshot(path=ARTIFACTS / "dashboard-item-cancelled.png", full_page=True)
+
+            # Back on the overview: four completions in the charts now.
+            await page.goto(f"{url}/curate/dashboard")
+            await expect(completed.locator('rect[data-value="4"]')).to_have_count(
+                1, timeout=WAIT_MS
+            )
         finally:
             await browser.close()

@@ -50,6 +50,7 @@ import curate
 from curate import scheduling
 from curate.engine.error_text import ERROR_MAX_LENGTH
 from curate.settings import CurateSettings, WorkflowSettings
+from curate.sql import own_tables as own_tables_sql
 from curate.testing import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +89,8 @@ EXECUTED_BY = {
     "periodic/photo_maintenance.py": "test_periodic.test_the_photo_maintenance_example",
     "testing/conftest.py": "test_testing_how_to",
     "testing/test_thumbnails.py": "test_testing_how_to",
+    "tracing/shop.py": "test_tracing.test_the_how_to_example",
+    "tracing/add_trace_context.py": "test_tracing.test_the_how_to_example",
 }
 
 # Each `<!-- output: key -->` block and the test that compares it with real output.
@@ -847,20 +850,19 @@ async def test_migrations_up_down_up(runtime: curate.Runtime, engine: AsyncEngin
         await conn.run_sync(_run_migration(add_thumbnail.downgrade))
     assert await photos_columns() == base_columns
     assert "ix_photos_thumbnail_queued" not in await photos_indexes()
-    curate_tables = text(
-        "SELECT count(to_regclass(t))"
-        " FROM unnest(ARRAY['curate_workflow_controls', 'curate_periodic_runs']) AS t"
-    )
+    curate_tables = text("SELECT count(to_regclass(t)) FROM unnest(CAST(:tables AS text[])) AS t")
     async with engine.connect() as conn:
         type_left = await conn.scalar(text("SELECT to_regtype('thumbnail_status')"))
-        assert await conn.scalar(curate_tables) == 0  # drop_curate_tables()
+        left = await conn.scalar(curate_tables, {"tables": list(own_tables_sql.TABLES)})
+        assert left == 0  # drop_curate_tables()
     assert type_left is None  # looked up on this test's search_path only
 
     async with engine.begin() as conn:
         await conn.run_sync(_run_migration(add_thumbnail.upgrade))
     assert await photos_columns() == base_columns | workflow_columns
     async with engine.connect() as conn:
-        assert await conn.scalar(curate_tables) == 2  # create_curate_tables()
+        created = await conn.scalar(curate_tables, {"tables": list(own_tables_sql.TABLES)})
+        assert created == len(own_tables_sql.TABLES)  # create_curate_tables()
     async with engine.begin() as conn:
         await conn.run_sync(_run_migration(add_thumbnail.downgrade))
         await conn.run_sync(_run_migration(create_photos.downgrade))

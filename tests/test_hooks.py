@@ -96,7 +96,8 @@ class Recorder:
         assert seconds >= 0
         self.claims.append((workflow, count))
 
-    def rescued(self, workflow: str, count: int) -> None:
+    def rescued(self, workflow: str, count: int, seconds: float) -> None:
+        assert seconds >= 0
         self.rescues.append((workflow, count))
 
 

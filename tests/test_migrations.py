@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
 from curate.demo import schema as demo_schema
+from curate.sql import own_tables as own_tables_sql
 from tests.helpers import run_migration_step
 
 TABLES = {
@@ -26,9 +27,10 @@ WORKFLOW_COLUMN_SUFFIXES = (
     "claimed_by",
     "lease_until",
     "priority",
+    "snoozes",
 )
 ENUM_TYPES = {"curation_status", *(f"{prefix}_status" for prefix in TABLES.values())}
-CURATE_TABLES = {"curate_workflow_controls", "curate_periodic_runs"}  # 0003
+CURATE_TABLES = set(own_tables_sql.TABLES)  # 0003, 0005
 QUEUED_INDEXES = {f"ix_{table}_{prefix}_queued" for table, prefix in TABLES.items()}
 PROCESSING_INDEXES = {f"ix_{table}_{prefix}_processing" for table, prefix in TABLES.items()}
 
@@ -65,12 +67,12 @@ async def test_upgrade_downgrade_upgrade(
     migrator: curate.Runtime, admin_engine: AsyncEngine, schema: str
 ) -> None:
     async with admin_engine.begin() as conn:  # the fixture made them: 0003 must
-        await conn.execute(text(f"DROP TABLE {schema}.curate_workflow_controls"))
-        await conn.execute(text(f"DROP TABLE {schema}.curate_periodic_runs"))
+        for table in CURATE_TABLES:
+            await conn.execute(text(f"DROP TABLE {schema}.{table}"))
     await demo_schema.upgrade(migrator)
     found = await catalog(admin_engine, schema)
     assert found["tables"] == {*TABLES, *CURATE_TABLES, "alembic_version"}
-    assert found["versions"] == {"0004"}
+    assert found["versions"] == {"0005"}
     for table, prefix in TABLES.items():
         for suffix in WORKFLOW_COLUMN_SUFFIXES:
             assert f"{table}.{prefix}_{suffix}" in found["columns"]

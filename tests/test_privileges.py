@@ -24,12 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 import curate
 from curate import ColumnNames, ProcessingStatus, Workflow, operations
 from curate.migrations import create_curate_tables
+from curate.sql import own_tables as own_tables_sql
 from tests.helpers import insert_items, noop, run_migration_step, status_counts
 from tests.models import Item
 from tests.test_cli import ROOT, Curate, assert_one_line_error
 from tests.test_cli import cli as cli  # the fixture
 
 CONTROLS, RUNS = "curate_workflow_controls", "curate_periodic_runs"
+ATTEMPTS = "curate_attempts"
 WORK = Workflow("work", model=Item, service=noop)
 LIMITED = Workflow(
     "limited", model=Item, service=noop, columns=ColumnNames.for_prefix("work"), rate_limit=5.0
@@ -47,12 +49,17 @@ class AppRole:
     owner: AsyncEngine
     settings: curate.CurateSettings
 
-    async def grant_curate_tables(self) -> None:
-        """What the owner grants the app role on curate's tables once they exist."""
+    async def grant_curate_tables(self, *, attempts: bool = True) -> None:
+        """What the owner grants the app role on curate's tables once they exist (with
+        ``attempts`` False: what an older grant script gave, before the history)."""
         async with self.owner.begin() as conn:
             await conn.execute(
                 text(f"GRANT SELECT, INSERT, UPDATE ON {CONTROLS}, {RUNS} TO {self.name}")
             )
+            if attempts:
+                await conn.execute(
+                    text(f"GRANT SELECT, INSERT, DELETE ON {ATTEMPTS} TO {self.name}")
+                )
 
     async def curate_tables(self) -> set[str]:
         """curate's tables in the schema."""
@@ -250,10 +257,36 @@ async def test_db_upgrade_creates_curate_tables_and_running_it_again_is_fine(
     assert first.code == 0, first
     migrated, own_tables = first.out.splitlines()[-2:]
     assert migrated.endswith(f"{where}: now at 0001 (head)"), first.out
-    assert own_tables.endswith(f"{where}: curate's tables: created {CONTROLS}, {RUNS}")
+    created = ", ".join(own_tables_sql.TABLES)
+    assert own_tables.endswith(f"{where}: curate's tables: created {created}")
     assert await app_role.curate_tables() == {CONTROLS, RUNS}
 
     again = await cli("db", "upgrade", cwd=project, CURATE_DATABASE_URL=database_url)
     assert again.code == 0, again
-    assert again.out.endswith(f"{where}: curate's tables: {CONTROLS}, {RUNS} already there\n")
+    assert again.out.endswith(f"{where}: curate's tables: {created} already there\n")
     assert await app_role.curate_tables() == {CONTROLS, RUNS}
+
+
+async def test_without_insert_on_the_history_outcomes_are_written_and_it_is_said_once(
+    app_role: AppRole, app: curate.Runtime, log_lines: list[str]
+) -> None:
+    """An older grant script that knows nothing of curate_attempts: items still complete,
+    without history, with one warning naming the grant; the grant turns it on at once."""
+    owner = app_role.owner
+    await run_migration_step(owner, create_curate_tables)
+    await app_role.grant_curate_tables(attempts=False)
+    await insert_items(owner, 3)
+    assert (await app.run(WORK)).completed == 3
+    await queue_all(owner)
+    assert (await app.run(WORK)).completed == 3
+    [warning] = lines_with(log_lines, f"may not insert into {ATTEMPTS}")
+    assert "WARNING" in warning and "grant it INSERT" in warning
+    async with owner.connect() as conn:
+        assert await conn.scalar(text(f"SELECT count(*) FROM {ATTEMPTS}")) == 0
+
+    await app_role.grant_curate_tables()
+    await queue_all(owner)
+    assert (await app.run(WORK)).completed == 3
+    engine = await app.database.engine()
+    history = await operations.read_attempts(engine, WORK, 1)
+    assert history is not None and [a.outcome for a in history] == ["completed"]

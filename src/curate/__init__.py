@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         DatabaseUnavailableError,
         ItemTimeoutError,
         NonRetryableError,
+        Snooze,
         StatementTimeoutError,
     )
     from curate.logs import configure_logging, propagate_to_logging
@@ -46,6 +47,7 @@ _EXPORTS = {
         "DatabaseUnavailableError",
         "ItemTimeoutError",
         "NonRetryableError",
+        "Snooze",
         "StatementTimeoutError",
     ),
     "curate.logs": ("configure_logging", "propagate_to_logging"),
@@ -85,6 +87,7 @@ __all__ = [
     "RetryPolicy",
     "RunResult",
     "Runtime",
+    "Snooze",
     "StatementTimeoutError",
     "Statuses",
     "Workflow",

@@ -1,10 +1,10 @@
 """The columns a workflow adds to a table, defined once for models and migrations alike.
 
 For a workflow with prefix ``p`` curate uses ``p_status``, ``p_error``, ``p_attempts``,
-``p_run_after``, ``p_claimed_by``, ``p_lease_until`` and ``p_priority``.
-`workflow_columns` returns them as SQLAlchemy `Column` objects; `workflow_mixin` turns
-them into a declarative mixin and `curate.migrations.add_workflow_columns` adds them in an
-Alembic migration.
+``p_run_after``, ``p_claimed_by``, ``p_lease_until`` and ``p_priority``, and, where the
+table has it (``trace_context=True``), ``p_trace_context``. `workflow_columns` returns
+them as SQLAlchemy `Column` objects; `workflow_mixin` turns them into a declarative mixin
+and `curate.migrations.add_workflow_columns` adds them in an Alembic migration.
 
 The claim reads a partial index over a workflow's queued rows, and the rescue of expired
 leases one over its Processing rows (without it, every rescue reads the whole table). The
@@ -49,6 +49,11 @@ class ColumnNames:
     claimed_by: str | None = None
     lease_until: str | None = None
     priority: str | None = None
+    snoozes: str | None = None
+    """Snoozes in a row (`curate.Snooze`), bounded by ``max_snoozes``."""
+    trace_context: str | None = None
+    """The W3C ``traceparent`` of the trace that queued the row; not among the columns
+    `workflow_columns` makes: `curate.migrations.add_trace_context_column` adds it."""
 
     @classmethod
     def for_prefix(cls, prefix: str) -> ColumnNames:
@@ -60,6 +65,8 @@ class ColumnNames:
             claimed_by=f"{prefix}_claimed_by",
             lease_until=f"{prefix}_lease_until",
             priority=f"{prefix}_priority",
+            snoozes=f"{prefix}_snoozes",
+            trace_context=f"{prefix}_trace_context",
         )
 
 
@@ -100,18 +107,38 @@ def workflow_columns(
     schema: str | None = None,
     *,
     queued_index: bool | str = True,
+    trace_context: bool = False,
 ) -> list[Column[object]]:
     """Fresh `Column` objects for every column of the workflow ``prefix``.
 
     ``schema`` is where the status enum type lives (default: the search path);
-    ``queued_index``: see `QUEUED_INDEX`.
+    ``queued_index``: see `QUEUED_INDEX`; ``trace_context`` adds ``<prefix>_trace_context``.
     """
+    return _columns(_column_specs(prefix, status_enum, schema, queued_index, trace_context))
+
+
+def trace_context_column(prefix: str) -> Column[object]:
+    """A fresh ``<prefix>_trace_context`` column (nullable text), alone: for a table whose
+    other workflow columns exist already."""
+    [column] = _columns([_trace_context_spec(prefix)])
+    return column
+
+
+_ColumnSpec = tuple[str, TypeEngine[Any], bool, str | None, dict[str, Any]]
+"""Name, type, nullable, server default and ``info`` of one column."""
+
+
+def _columns(specs: list[_ColumnSpec]) -> list[Column[object]]:
     return [
         Column(name, type_, nullable=nullable, server_default=default, info=info)
-        for name, type_, nullable, default, info in _column_specs(
-            prefix, status_enum, schema, queued_index
-        )
+        for name, type_, nullable, default, info in specs
     ]
+
+
+def _trace_context_spec(prefix: str) -> _ColumnSpec:
+    name = ColumnNames.for_prefix(prefix).trace_context
+    assert name
+    return (name, Text(), True, None, {})
 
 
 def _column_specs(
@@ -119,11 +146,13 @@ def _column_specs(
     status_enum: type[enum.Enum],
     schema: str | None = None,
     queued_index: bool | str = True,
-) -> list[tuple[str, TypeEngine[Any], bool, str | None, dict[str, Any]]]:
+    trace_context: bool = False,
+) -> list[_ColumnSpec]:
     names = ColumnNames.for_prefix(prefix)
     assert names.attempts and names.run_after and names.claimed_by and names.lease_until
-    assert names.priority
+    assert names.priority and names.snoozes
     status_info: dict[str, Any] = {QUEUED_INDEX: queued_index}
+    traced = [_trace_context_spec(prefix)] if trace_context else []
     return [
         (names.status, status_type(prefix, status_enum, schema), True, None, status_info),
         (names.error, Text(), True, None, {}),
@@ -132,6 +161,8 @@ def _column_specs(
         (names.claimed_by, String(200), True, None, {}),
         (names.lease_until, DateTime(timezone=True), True, None, {}),
         (names.priority, Integer(), False, "0", {}),
+        (names.snoozes, Integer(), False, "0", {}),
+        *traced,
     ]
 
 
@@ -140,16 +171,18 @@ def workflow_mixin(
     status_enum: type[enum.Enum] = ProcessingStatus,
     *,
     queued_index: bool | str = True,
+    trace_context: bool = False,
 ) -> type:
     """A declarative mixin carrying the workflow's columns (and so its queued index:
-    ``queued_index``, see `QUEUED_INDEX`).
+    ``queued_index``, see `QUEUED_INDEX`); ``trace_context`` adds ``<prefix>_trace_context``,
+    which links each item's span to the trace that queued it (`curate.contrib.tracing`).
 
     ``class SitemapFile(workflow_mixin("sitemap_import"), Base): ...``
     """
     attributes = {
         name: mapped_column(name, type_, nullable=nullable, server_default=default, info=info)
         for name, type_, nullable, default, info in _column_specs(
-            prefix, status_enum, queued_index=queued_index
+            prefix, status_enum, queued_index=queued_index, trace_context=trace_context
         )
     }
     class_name = "".join(part.title() for part in prefix.split("_")) + "WorkflowColumns"

@@ -4,10 +4,14 @@ CurateError
 ├── ConfigurationError      bad settings, an invalid workflow spec, a missing column
 ├── DatabaseUnavailableError no database URL works and the embedded server cannot start
 ├── StatementTimeoutError   one of curate's own statements ran out of time (a locked table)
-└── NonRetryableError       raised by a service: record ``Error`` now, do not retry
+├── NonRetryableError       raised by a service: record ``Error`` now, do not retry
+├── Snooze                  raised by a service: not now, again later; no attempt spent
+└── SnoozeLimitError        recorded for a snooze that had to spend its attempt
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 
 class CurateError(Exception):
@@ -46,6 +50,37 @@ class NonRetryableError(CurateError):
 
     The item goes straight to its failed status, whatever the retry policy says.
     """
+
+
+class Snooze(CurateError):
+    """Raise from a service to run the item again later, without spending an attempt:
+    ``raise curate.Snooze(60)`` or ``raise curate.Snooze(timedelta(minutes=5))``.
+
+    The service's transaction is rolled back and the row goes back to Queued, due after
+    ``seconds``. A workflow allows ``max_snoozes`` in a row (``<NAME>_SCHEDULER_MAX_SNOOZES``;
+    counted in ``<prefix>_snoozes``); past that, or on a table without that column, a
+    snooze spends the attempt like a retry, so a service that always snoozes still ends.
+    """
+
+    def __init__(self, seconds: float | timedelta) -> None:
+        delay = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
+        if not 0 <= delay <= MAX_SNOOZE_SECONDS:
+            raise ConfigurationError(
+                f"Snooze({seconds!r}): the delay must be between 0 and {MAX_SNOOZE_SECONDS:g} s"
+            )
+        super().__init__(f"snoozed for {delay:g} s")
+        self.seconds = delay
+
+
+MAX_SNOOZE_SECONDS = 366 * 86_400.0
+"""The longest snooze: a year (and a day)."""
+
+
+class SnoozeLimitError(CurateError):
+    """A `Snooze` that could not be taken without spending the attempt: the item had
+    snoozed ``max_snoozes`` times already, or its table has no ``<prefix>_snoozes``
+    column. Recorded as the attempt's failure (retried after the snooze's delay while
+    attempts remain), so a service that always snoozes still ends."""
 
 
 class ItemTimeoutError(TimeoutError):

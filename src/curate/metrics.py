@@ -116,7 +116,7 @@ class CurateMetrics:
     def claimed(self, workflow: str, count: int, seconds: float) -> None:
         self.claim_duration.labels(workflow).observe(seconds)
 
-    def rescued(self, workflow: str, count: int) -> None:
+    def rescued(self, workflow: str, count: int, seconds: float) -> None:
         self.rescued_items.labels(workflow).inc(count)
 
     def render(self) -> bytes:

@@ -26,6 +26,7 @@ from curate.columns import (
     queued_index_name,
     status_predicate,
     status_type,
+    trace_context_column,
     workflow_columns,
 )
 from curate.engine.notifier import channel_for
@@ -60,15 +61,18 @@ def add_workflow_columns(
     schema: str | None = None,
     notify: bool = True,
     fillfactor: int | None = None,
+    trace_context: bool = False,
 ) -> None:
     """Create the status enum type, add the workflow's columns, its queued and processing
     indexes, and (``notify``) the trigger that wakes workers when a row is queued.
 
     ``queued`` names the member of ``status_enum`` the queued index selects; ``fillfactor``
-    (a percentage) is passed to `set_fillfactor`.
+    (a percentage) is passed to `set_fillfactor`; ``trace_context`` also adds the column
+    `add_trace_context_column` adds.
     """
     status_type(prefix, status_enum, schema=schema).create(op.get_bind(), checkfirst=True)
-    for column in workflow_columns(prefix, status_enum, schema=schema):
+    columns = workflow_columns(prefix, status_enum, schema=schema, trace_context=trace_context)
+    for column in columns:
         if isinstance(column.type, sa.Enum):
             column.type.create_type = False
         op.add_column(table, column, schema=schema)
@@ -131,13 +135,29 @@ def drop_workflow_columns(
     status_enum: type[enum.Enum] = ProcessingStatus,
     schema: str | None = None,
 ) -> None:
-    """Undo `add_workflow_columns`: trigger, indexes, columns, then the enum type."""
+    """Undo `add_workflow_columns`: trigger, indexes, columns (the trace context column
+    too, if there is one), then the enum type."""
     drop_notify_trigger(table, prefix, schema=schema)
+    drop_trace_context_column(table, prefix, schema=schema)
     drop_queued_index(table, prefix, schema=schema)
     drop_processing_index(table, prefix, schema=schema)
     for column in reversed(workflow_columns(prefix, status_enum)):
         op.drop_column(table, column.name, schema=schema)
     status_type(prefix, status_enum, schema=schema).drop(op.get_bind(), checkfirst=True)
+
+
+def add_trace_context_column(table: str, prefix: str, *, schema: str | None = None) -> None:
+    """Add ``<prefix>_trace_context`` (nullable text): `Workflow.queue` stores the queueing
+    span's W3C ``traceparent`` in it and `curate.contrib.tracing` links each item's span
+    to that trace. Declare it on the model too (`curate.columns.trace_context_column`, or
+    ``workflow_mixin(prefix, trace_context=True)``): curate finds columns in the model."""
+    op.add_column(table, trace_context_column(prefix), schema=schema)
+
+
+def drop_trace_context_column(table: str, prefix: str, *, schema: str | None = None) -> None:
+    """Undo `add_trace_context_column`; nothing where there is no such column."""
+    name = ColumnNames.for_prefix(prefix).trace_context
+    op.execute(f'ALTER TABLE {_qualified(table, schema)} DROP COLUMN IF EXISTS "{name}"')
 
 
 def create_queued_index(

@@ -17,11 +17,17 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, Row, SmallInteger, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from curate.db.own_tables import missing_table
+from curate.db.own_tables import can_insert, missing_table
+from curate.engine.cancel import REASON_MAX_LENGTH
 from curate.errors import ConfigurationError
 from curate.sql import RequeueSelection
+from curate.sql import cancel as cancel_sql
 from curate.sql import controls as controls_sql
+from curate.sql import history as history_sql
+from curate.sql import items as items_sql
 from curate.sql import own_tables as own_tables_sql
+from curate.sql import stats as stats_sql
+from curate.sql.cancel import CancelSelection
 from curate.workflow import Workflow, notify
 
 THROUGHPUT_WINDOW = timedelta(minutes=5)
@@ -182,6 +188,38 @@ async def read_item(engine: AsyncEngine, workflow: Workflow, item_id: Any) -> It
     )
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of one item, as it ended (`curate.sql.history`)."""
+
+    attempt: int
+    started_at: datetime | None  # None: rescued after its worker was lost, or batched
+    ended_at: datetime
+    worker: str | None
+    outcome: str  # completed, failed, retried, interrupted, lease expired, …
+    error: str | None
+    error_type: str | None
+    traceback: str | None  # the innermost frames
+
+
+ATTEMPTS_SHOWN = 50
+"""How many of an item's attempts are read, newest first."""
+
+
+async def read_attempts(
+    engine: AsyncEngine, workflow: Workflow, item_id: Any, limit: int = ATTEMPTS_SHOWN
+) -> list[Attempt] | None:
+    """An item's attempts, newest first; None when the history's table does not exist."""
+    if await missing_table(engine, history_sql.TABLE) is not None:
+        return None
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            history_sql.ITEM_ATTEMPTS,
+            {"curate_workflow": workflow.name, "curate_item": str(item_id), "curate_limit": limit},
+        )
+        return [Attempt(**row._mapping) for row in rows]
+
+
 def item_ids(workflow: Workflow, raw: Iterable[Any]) -> tuple[Any, ...]:
     """``raw`` ids as values of the primary key's Python type (int, UUID, str…).
 
@@ -236,6 +274,101 @@ async def requeue(engine: AsyncEngine, workflow: Workflow, selection: RequeueSel
         return len(result.all())
 
 
+@dataclass(frozen=True)
+class CancelCount:
+    """What a cancel takes: rows that end cancelled at once (Queued, or Processing with no
+    live worker; with ``errors``, rows in Error) and running rows whose worker is asked."""
+
+    waiting: int
+    running: int
+
+
+async def count_cancel(
+    engine: AsyncEngine, workflow: Workflow, selection: CancelSelection
+) -> CancelCount:
+    """How many rows `cancel` would take now (``--dry-run``, the confirmation)."""
+    _check_cancel(workflow, selection)
+    b = workflow.binding
+    async with engine.connect() as connection:
+        waiting = await connection.scalar(
+            cancel_sql.count(b, cancel_sql.waiting_where(b, selection))
+        )
+        running = await connection.scalar(
+            cancel_sql.count(b, cancel_sql.running_where(b, selection))
+        )
+    return CancelCount(waiting or 0, running or 0)
+
+
+async def cancel(
+    engine: AsyncEngine,
+    workflow: Workflow,
+    selection: CancelSelection,
+    reason: str | None = None,
+    *,
+    record_history: bool = True,
+) -> CancelCount:
+    """Cancel the selected rows, in one transaction: those waiting end in the workflow's
+    cancelled status (its failed status if it has none) at once; the worker of each
+    running one is asked to cancel it where it runs (it then records the outcome, fenced
+    on its claim). Returns how many of each; a running row that finishes before its
+    worker hears keeps its outcome.
+
+    Raises `ConfigurationError` when running rows are selected and the requests' table
+    does not exist, or when ``errors`` is asked of a workflow without a cancelled status.
+    """
+    _check_cancel(workflow, selection)
+    b = workflow.binding
+    message = f"Cancelled: {reason}" if reason else "Cancelled"
+    logged = (
+        record_history
+        and await missing_table(engine, history_sql.TABLE) is None
+        and await can_insert(engine, history_sql.TABLE)
+    )
+    requests_missing = await missing_table(engine, cancel_sql.TABLE)
+    async with engine.begin() as connection:
+        if requests_missing is not None:
+            running = await connection.scalar(
+                cancel_sql.count(b, cancel_sql.running_where(b, selection))
+            )
+            if running:
+                raise ConfigurationError(
+                    f"cannot cancel {running} running row(s) of {workflow.name}:"
+                    f" {requests_missing}; {requests_missing.how_to_create}"
+                )
+        moved = await connection.execute(
+            cancel_sql.cancel_waiting(b, selection, with_history=logged),
+            {
+                "curate_cancelled": b.status_value(b.statuses.cancel_ends_in),
+                "curate_error": message,
+                "curate_workflow": workflow.name,
+            },
+        )
+        waiting = len(moved.all())
+        asked = 0
+        if requests_missing is None and b.claimed_by is not None and not selection.errors:
+            requested = await connection.execute(
+                cancel_sql.request_running(b, selection),
+                {"curate_workflow": workflow.name, "curate_reason": _cut(reason)},
+            )
+            asked = len(requested.all())
+    return CancelCount(waiting, asked)
+
+
+def _cut(reason: str | None) -> str | None:
+    if reason is None or len(reason) <= REASON_MAX_LENGTH:
+        return reason
+    return reason[: REASON_MAX_LENGTH - 1] + "…"
+
+
+def _check_cancel(workflow: Workflow, selection: CancelSelection) -> None:
+    if selection.errors and workflow.statuses.cancelled is None:
+        raise ConfigurationError(
+            f"workflow {workflow.name} has no cancelled status, so its rows in"
+            f" {workflow.statuses.failed.value} are final already; give its status enum a"
+            " member named Cancelled, or name one with Workflow(cancelled_status=...)"
+        )
+
+
 async def pause_workflow(
     engine: AsyncEngine, workflow: Workflow, reason: str | None = None
 ) -> bool:
@@ -267,3 +400,103 @@ async def _require_controls(engine: AsyncEngine, refused: str) -> None:
     missing = await missing_table(engine, controls_sql.TABLE)
     if missing is not None:
         raise ConfigurationError(f"{refused}: {missing}; {missing.how_to_create}")
+
+
+# --- the dashboard's item lists and charts ---------------------------------------------------
+
+ITEMS_PER_PAGE = 50
+"""Rows per page of a workflow's item list."""
+
+STATS_BUCKETS = 72
+"""About how many buckets a chart has: over 6 hours, one per 5 minutes."""
+
+
+@dataclass(frozen=True)
+class ItemSummary:
+    """One row of a workflow's item list; None where the table lacks the column."""
+
+    id: Any
+    status: str | None
+    error: str | None  # the first line
+    attempts: int | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ItemList:
+    """One page of a workflow's item list, newest first."""
+
+    items: list[ItemSummary]
+    page: int  # from 1
+    per_page: int
+    has_next: bool
+
+
+async def read_items(
+    engine: AsyncEngine, workflow: Workflow, chosen: items_sql.ItemFilter, page: int = 1
+) -> ItemList:
+    """Page ``page`` (from 1) of ``workflow``'s rows that ``chosen`` selects (its ids
+    converted, see `item_ids`): one statement, one row more than a page to know whether
+    another follows."""
+    if page < 1:
+        raise ValueError(f"page must be >= 1, not {page}")
+    params = {"curate_limit": ITEMS_PER_PAGE + 1, "curate_offset": (page - 1) * ITEMS_PER_PAGE}
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(items_sql.item_page(workflow.binding, chosen), params)
+        ).all()
+    items = [
+        ItemSummary(row.id, _status_text(row.status), row.error, row.attempts, row.updated_at)
+        for row in rows[:ITEMS_PER_PAGE]
+    ]
+    return ItemList(items, page, ITEMS_PER_PAGE, has_next=len(rows) > ITEMS_PER_PAGE)
+
+
+def _status_text(status: Any) -> str | None:
+    text: str | None = status.value if isinstance(status, enum.Enum) else status
+    return text
+
+
+@dataclass(frozen=True)
+class StatsBucket:
+    """One bucket of a workflow's chart, summed over every worker."""
+
+    start: datetime
+    completed: int
+    failed: int
+    retried: int
+    queued: int | None  # the deepest queue sampled in the bucket; None: no worker sampled
+
+
+@dataclass(frozen=True)
+class StatsSeries:
+    """A workflow's outcomes and queue depth over the last ``hours``, oldest bucket first;
+    the last bucket is the current one, still filling."""
+
+    workflow: str
+    hours: int
+    bucket_seconds: int
+    buckets: list[StatsBucket]
+
+
+def stats_bucket_seconds(hours: int) -> int:
+    """Whole minutes, about `STATS_BUCKETS` of them over ``hours``."""
+    return -(-hours * 60 // STATS_BUCKETS) * 60
+
+
+async def read_stats(engine: AsyncEngine, workflow: Workflow, hours: int) -> StatsSeries:
+    """``workflow``'s buckets over the last ``hours`` from ``curate_workflow_stats``.
+    Raises `ConfigurationError` when the table is missing (no migration made it yet)."""
+    missing = await missing_table(engine, stats_sql.TABLE)
+    if missing is not None:
+        raise ConfigurationError(f"no charts: {missing}; {missing.how_to_create}")
+    step = stats_bucket_seconds(hours)
+    params = {
+        "curate_workflow": workflow.name,
+        "curate_buckets": -(-hours * 3600 // step),
+        "curate_step_seconds": step,
+    }
+    async with engine.connect() as connection:
+        rows = (await connection.execute(stats_sql.SERIES, params)).all()
+    buckets = [StatsBucket(r.start, r.completed, r.failed, r.retried, r.queued) for r in rows]
+    return StatsSeries(workflow.name, hours, step, buckets)

@@ -8,12 +8,18 @@ without it (a ported seed scheduler) gets one built from the environment on firs
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from curate.clock import clock
 from curate.db import Database
 from curate.db.schema_searched import where_undefined
+from curate.engine import attempt_history
+from curate.engine.cancel import RunningServices, trim_requests
 from curate.engine.config import RunConfig, StatementLimits
 from curate.engine.context import RunContext, RunResult, ServiceFunction
 from curate.engine.error_text import format_error
@@ -23,9 +29,15 @@ from curate.engine.notifier import Notifier
 from curate.engine.pickup import Pickup
 from curate.engine.repeated_errors import log_error, log_recovery
 from curate.engine.rescuer import rescue_expired
+from curate.engine.stats_recorder import StatsRecorder
 from curate.logs import logger
 from curate.settings import CurateSettings, WorkflowSettings
+from curate.sql import cancel as cancel_sql
 from curate.workflow import Workflow
+
+HISTORY_TRIM_SECONDS = 300.0
+"""How often the attempt history is trimmed (`curate.engine.attempt_history.trim`): it
+looks at the items with an attempt since twice as long ago."""
 
 
 @dataclass
@@ -64,6 +76,8 @@ class Runtime:
         self.workflow_overrides = workflow_overrides or {}
         self.database = Database(settings)
         self.stats: dict[str, WorkflowStats] = {}
+        self.stats_recorder = StatsRecorder()
+        """The outcomes per minute not yet in the stats table: see `flush_stats`."""
         self.stopping = False
         self._workflow_settings: dict[str, WorkflowSettings] = {}
         self._active: set[asyncio.Task[Any]] = set()
@@ -77,6 +91,9 @@ class Runtime:
         self.error_hooks: list[ErrorHook] = []
         """Hear of every failed item: see `add_error_hook`."""
         self.observers: list[Observer] = []
+        self.services = RunningServices(settings.worker_id)
+        """The services this process runs, where cancel requests find them."""
+        self._history_trimmed_at = -HISTORY_TRIM_SECONDS
         """Hear of every claim and rescue: see `add_observer`."""
 
     def add_item_hook(self, hook: ItemHook) -> None:
@@ -144,10 +161,11 @@ class Runtime:
     ) -> RunContext:
         """What a run (or the rescuer) of ``workflow`` needs, on the running loop's engine;
         ``service`` stands in for the workflow's own for this run."""
+        engine = await self.database.engine()
         return RunContext(
             name=workflow.name,
             binding=workflow.binding,
-            statements=workflow.statements,
+            statements=await attempt_history.statements_for(workflow, engine, self.settings),
             config=config or workflow.run_config(self.workflow_settings(workflow)),
             service=service or workflow.service,
             sessionmaker=await self.database.sessionmaker(),
@@ -158,6 +176,8 @@ class Runtime:
             item_hooks=(*self.item_hooks, *workflow.item_hooks),
             error_hooks=tuple(self.error_hooks),
             observers=tuple(self.observers),
+            services=self.services,
+            tally=self.stats_recorder.count,
         )
 
     async def run(
@@ -248,7 +268,11 @@ class Runtime:
                 " still start at every poll (their interval)"
             )
             return
-        self.pickup.listen(self.database.asyncpg_arguments, list(self._registered))
+        self.pickup.listen(
+            self.database.asyncpg_arguments,
+            list(self._registered),
+            {cancel_sql.CHANNEL: self.services.on_notification},
+        )
 
     @property
     def notifier(self) -> Notifier | None:
@@ -276,7 +300,36 @@ class Runtime:
                 continue
             log_recovery(engine, workflow.name, "rescue")
             moved += len(rescued or ())
+        await self._trim_history(engine)
         return moved
+
+    async def _trim_history(self, engine: AsyncEngine) -> None:
+        """Bound the attempt history (one worker at a time, the others skip) and drop old
+        cancel requests, every `HISTORY_TRIM_SECONDS` at most (the rescuer's job runs it)."""
+        now = time.monotonic()
+        if now - self._history_trimmed_at < HISTORY_TRIM_SECONDS:
+            return
+        self._history_trimmed_at = now
+        try:
+            since = timedelta(seconds=2 * HISTORY_TRIM_SECONDS)
+            deleted = await attempt_history.trim(engine, self.settings, since)
+            await trim_requests(engine)
+        except Exception as exc:
+            said = format_error(exc)
+            log_error(engine, "*", "history trim", f"trimming the attempt history failed: {said}")
+            return
+        log_recovery(engine, "*", "history trim")
+        if deleted:
+            logger.debug("trimmed {} attempt(s) from the history", deleted)
+
+    async def flush_stats(self) -> None:
+        """Add this process's outcomes per minute and a sample of each registered
+        workflow's queue to the stats table (the dashboard's charts); the shared
+        scheduler's job and its shutdown call it. Never raises."""
+        workflows = [workflow for workflow, _ in self._registered.values()]
+        await self.stats_recorder.flush(
+            self.database, workflows, self.settings.stats_retention_days
+        )
 
     async def close(self) -> None:
         """Close connections and let go of the embedded server (app shutdown)."""

@@ -109,6 +109,31 @@ class CurateSettings(BaseSettings):
     )
     periodic_max_catch_up: int = Field(default=1, ge=0, le=1000)
     """Missed times of a periodic job run when it restarts (the latest ones); 0 skips them."""
+    stats_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "how often each worker adds its outcome counts per minute and a queue-depth"
+            " sample to curate_workflow_stats (the dashboard's charts), and at shutdown"
+        ),
+    )
+    stats_retention_days: float = Field(
+        default=7.0, gt=0, le=3650, description="rows of curate_workflow_stats kept this long"
+    )
+    attempt_history: bool = Field(
+        default=True,
+        description=(
+            "record every attempt of every item (start, end, worker, outcome, error) in"
+            " curate_attempts, in the outcome's own statement"
+        ),
+    )
+    attempt_history_per_item: int = Field(
+        default=20, ge=1, le=10_000, description="the newest attempts kept of each item"
+    )
+    attempt_history_days: float = Field(
+        default=30.0, gt=0, le=36_500, description="attempts older than this are deleted"
+    )
 
     @field_validator("database_url", "listen_database_url")
     @classmethod
@@ -183,6 +208,8 @@ class WorkflowSettings(BaseSettings):
     stale_after_seconds: float | None = Field(default=None, gt=0)
     rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
     """Items per second this workflow may start, across all workers (None: no limit)."""
+    max_snoozes: int = Field(default=100, ge=0, le=100_000)
+    """Snoozes in a row an item may take without spending an attempt (`curate.Snooze`)."""
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> WorkflowSettings:

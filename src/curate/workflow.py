@@ -27,6 +27,7 @@ from curate.engine.ordering import OrderBy
 from curate.errors import ConfigurationError
 from curate.settings import WorkflowSettings
 from curate.sql import NOTIFY, WorkflowStatements
+from curate.trace_context import current_traceparent
 
 if TYPE_CHECKING:
     from curate.runtime import Runtime
@@ -54,6 +55,7 @@ class Workflow:
         service: ServiceFunction,
         status_enum: type[enum.Enum] = ProcessingStatus,
         statuses: Statuses | None = None,
+        cancelled_status: enum.Enum | None = None,
         columns: ColumnNames | None = None,
         order_by: OrderBy = None,
         lock_key: LockKey = None,
@@ -72,6 +74,7 @@ class Workflow:
         run_max_seconds: float | None = None,
         stale_after_seconds: float | None = None,
         rate_limit: float | None = None,
+        max_snoozes: int | None = None,
     ) -> None:
         if not _NAME.match(name):
             raise ConfigurationError(
@@ -81,6 +84,8 @@ class Workflow:
         self.model = model
         self.service = service
         self.statuses = statuses or Statuses.from_enum(status_enum)
+        if cancelled_status is not None:
+            self.statuses = replace(self.statuses, cancelled=cancelled_status)
         self.columns = columns or ColumnNames.for_prefix(name)
         self.order_by = order_by
         self.lock_key = lock_key
@@ -107,6 +112,7 @@ class Workflow:
                 "run_max_seconds": run_max_seconds,
                 "stale_after_seconds": stale_after_seconds,
                 "rate_limit": rate_limit,
+                "max_snoozes": max_snoozes,
                 "max_attempts": retry.max_attempts if retry else None,
                 "retry_base_seconds": retry.base_seconds if retry else None,
                 "retry_max_seconds": retry.max_seconds if retry else None,
@@ -133,6 +139,11 @@ class Workflow:
     def statements(self) -> WorkflowStatements:
         return WorkflowStatements.build(self.binding)
 
+    @cached_property
+    def logged_statements(self) -> WorkflowStatements:
+        """`statements` whose outcome writes also record the attempt (attempt history)."""
+        return self.statements.with_history()
+
     def load_settings(self) -> WorkflowSettings:
         """This workflow's settings: code values, overridden by ``<NAME>_SCHEDULER_*``."""
         return WorkflowSettings.load(self.name, **self._code_settings)
@@ -148,6 +159,7 @@ class Workflow:
             run_max_seconds=settings.run_max_seconds,
             stale_after_seconds=settings.stale_after_seconds,
             rate_limit=settings.rate_limit,
+            max_snoozes=settings.max_snoozes,
             batched_outcomes=self._batched_outcomes(),
             retry=replace(
                 self.retry,
@@ -187,14 +199,18 @@ class Workflow:
         Due at once, at ``run_at`` (timezone-aware) or ``run_in`` (a timedelta or seconds)
         from now; ``priority`` (higher runs first; default: the row's current priority,
         0 for a new row). This is the write behind the dual-status pattern and behind
-        stages: it commits with the caller's other writes, or not at all.
+        stages: it commits with the caller's other writes, or not at all. Where the table
+        has ``<name>_trace_context``, it stores the current span's ``traceparent`` there
+        (`curate.trace_context`).
         """
         if not ids:
             return
+        traced = self.binding.trace_context is not None
         params = self.statements.queue_params(
             ids,
             **self._schedule(run_at, run_in, priority),
             now=clock.now_override(),
+            trace_context=current_traceparent() if traced else None,
         )
         await session.execute(self.statements.queue, params)
         await notify(session, self)

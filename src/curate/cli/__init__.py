@@ -13,8 +13,10 @@ import click
 from curate import __version__
 
 _PLACES = {
+    "cancel": ("curate.cli.cancel", "cancel"),
     "db": ("curate.cli.db", "db"),
     "demo": ("curate.cli.demo", "demo"),
+    "item": ("curate.cli.item", "item"),
     "new-workflow": ("curate.cli.new_workflow", "new_workflow"),
     "pause": ("curate.cli.pause", "pause"),
     "requeue": ("curate.cli.requeue", "requeue"),

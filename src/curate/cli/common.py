@@ -22,6 +22,7 @@ import curate
 from curate.db import Database
 from curate.engine.error_text import format_error
 from curate.logs import logger
+from curate.operations import InvalidItemId, item_ids
 from curate.preflight import database_problem, unmigrated
 from curate.project import Project, load_workflows
 from curate.workflow import Workflow
@@ -152,3 +153,27 @@ async def check_tables(db: Database, workflows: Sequence[Workflow]) -> None:
         raise UsageProblem(str(found))
     for line in found.unindexed:
         logger.warning("{}", line)
+
+
+item_ids_option = click.option(
+    "--id", "ids", multiple=True, metavar="ID", help="This row (primary key); repeat for several."
+)
+"""``--id ID`` (repeatable), for the commands that choose rows."""
+
+
+def typed_ids(workflow: Workflow, raw: tuple[str, ...]) -> tuple[Any, ...]:
+    """The ``--id`` values as the primary key's Python type (int, UUID, str…)."""
+    try:
+        return item_ids(workflow, raw)
+    except InvalidItemId as error:
+        raise UsageProblem(f"--id {error}") from None
+
+
+def confirmed(question: str) -> bool:
+    """Ask; no answer possible (end of input) is a usage error, not a silent no."""
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort:
+        raise UsageProblem(
+            f"{question.rstrip('?')} needs confirmation: answer at a terminal or pass --yes"
+        ) from None

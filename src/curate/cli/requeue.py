@@ -7,8 +7,6 @@ claimed in the meantime is left alone.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 import curate
@@ -18,10 +16,13 @@ from curate.cli.common import (
     app_option,
     app_workflows,
     complete_workflow_names,
+    confirmed,
     database,
+    item_ids_option,
     load_settings,
     rows,
     run,
+    typed_ids,
 )
 from curate.sql import RequeueSelection
 from curate.workflow import Workflow
@@ -42,14 +43,6 @@ async def _requeue(
 ) -> int:
     async with database(settings, [workflow]) as engine:
         return await operations.requeue(engine, workflow, selection)
-
-
-def _ids(workflow: Workflow, raw: tuple[str, ...]) -> tuple[Any, ...]:
-    """The ``--id`` values as the primary key's Python type (int, UUID, str…)."""
-    try:
-        return operations.item_ids(workflow, raw)
-    except operations.InvalidItemId as error:
-        raise UsageProblem(f"--id {error}") from None
 
 
 def _described(workflow: Workflow, selection: RequeueSelection) -> str:
@@ -77,9 +70,7 @@ def _described(workflow: Workflow, selection: RequeueSelection) -> str:
     help="Rows Processing whose lease expired; on a table without lease columns, every"
     " Processing row (make sure no worker runs them).",
 )
-@click.option(
-    "--id", "ids", multiple=True, metavar="ID", help="This row (primary key); repeat for several."
-)
+@item_ids_option
 @click.option(
     "--where-error",
     metavar="TEXT",
@@ -123,7 +114,7 @@ def requeue(
     curate.configure_logging(settings.log_level)
     [workflow] = app_workflows(app, (name,))
     try:
-        selection = RequeueSelection(errors, stuck, _ids(workflow, ids), where_error)
+        selection = RequeueSelection(errors, stuck, typed_ids(workflow, ids), where_error)
     except curate.ConfigurationError as error:
         raise UsageProblem(str(error)) from None
     what = _described(workflow, selection)
@@ -134,18 +125,8 @@ def requeue(
     if dry_run:
         click.echo(f"would re-queue {rows(count)} {what}")
         return
-    if count > CONFIRM_ABOVE and not yes and not _confirmed(f"re-queue {rows(count)} {what}?"):
+    if count > CONFIRM_ABOVE and not yes and not confirmed(f"re-queue {rows(count)} {what}?"):
         click.echo("nothing re-queued")
         return
     moved = run(_requeue(settings, workflow, selection), settings)
     click.echo(f"re-queued {rows(moved)} {what}")
-
-
-def _confirmed(question: str) -> bool:
-    """Ask; no answer possible (end of input) is a usage error, not a silent no."""
-    try:
-        return click.confirm(question, default=False)
-    except click.Abort:
-        raise UsageProblem(
-            f"{question.rstrip('?')} needs confirmation: answer at a terminal or pass --yes"
-        ) from None

@@ -1,20 +1,26 @@
-"""The HTML dashboard `curate_router` serves: one server-rendered page, no front-end build.
+"""The HTML dashboard `curate_router` serves: server-rendered pages, no front-end build.
 
-`render_dashboard` turns a `StatusReport` into a page: per workflow the rows per status,
-the throughput, the oldest queued age, expired leases, whether it is paused (since when,
-why) and its rate limit, the largest error groups and, when the router mounts the
-requeue endpoint, a button that re-queues the workflow's errors.
-Every value from the database is escaped. A small inline script refreshes the page's
-figures every ``refresh_seconds`` (it fetches the page and swaps the workflows in) and
-sends the requeue requests; without JavaScript a ``<noscript>`` meta refresh reloads it.
+`render_dashboard` turns a `StatusReport` into the overview: per workflow the rows per
+status (each a link to the workflow's item list, `curate.contrib.dashboard_items`), the
+throughput, the oldest queued age, expired leases, whether it is paused (since when, why)
+and its rate limit, charts of the last hours (`curate.contrib.charts`), the largest error
+groups (each a link to its rows) and, when the router mounts the requeue endpoint, a button
+that re-queues the workflow's errors. `page` is the frame every dashboard page shares.
+Every value from the database is escaped. A small inline script refreshes a page's live
+parts every ``refresh_seconds`` (it fetches the page and swaps the elements marked
+``data-live`` in) and sends the requeue requests; without JavaScript a ``<noscript>`` meta
+refresh reloads it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
+from urllib.parse import urlencode
 
-from curate.operations import THROUGHPUT_WINDOW, StatusReport, WorkflowStatus
+from curate.contrib.charts import bar_chart, line_chart
+from curate.operations import THROUGHPUT_WINDOW, StatsSeries, StatusReport, WorkflowStatus
 
 _COUNTS = (
     ("queued", "Queued"),
@@ -43,12 +49,21 @@ button { font: inherit; padding: .35rem .8rem; cursor: pointer; }
   padding: 0 .4rem; font-size: .9rem; }
 #curate-message:not(:empty) { padding: .4rem .8rem; background: #eef5ff;
   border-left: 4px solid #2a62c9; }
+a { color: #1d4fa8; }
+nav { margin: 0 0 .5rem; }
+.charts { display: flex; flex-wrap: wrap; gap: 1rem; margin: .5rem 0; }
+.charts figure { margin: 0; } .charts figcaption { font-weight: 600; font-size: .9rem; }
+.problem { color: #8a1010; }
+form.filters { display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: end; }
+form.filters label { display: flex; flex-direction: column; font-size: .9rem; }
+input, select { font: inherit; padding: .25rem .4rem; }
 """
 
-# Refresh: fetch this page, swap #curate-workflows in (DOMParser runs no scripts; the server
-# escaped every value). Requeue: POST {"errors": true} to the button's data-url; the app's
-# requeue_auth sees the browser's cookies and headers, and the JSON body and the page's own
-# Origin pass the router's cross-site guard.
+# Refresh: fetch this page, swap its [data-live] elements in by id (DOMParser runs no scripts;
+# the server escaped every value). Requeue and cancel: POST the button's data-post-body
+# (default {"errors": true}) to its data-post-url; the app's requeue_auth sees the browser's
+# cookies and headers, and the JSON body and the page's own Origin pass the router's
+# cross-site guard. data-verb names the action in the messages.
 _SCRIPT = """
 (() => {
   const every = Number(document.body.dataset.refreshSeconds) * 1000;
@@ -58,87 +73,135 @@ _SCRIPT = """
       const response = await fetch(location.href, {headers: {Accept: "text/html"}});
       if (!response.ok) return;
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
-      for (const id of ["curate-workflows", "curate-at"]) {
-        const fresh = page.getElementById(id);
-        if (fresh) document.getElementById(id).replaceWith(fresh);
+      for (const live of document.querySelectorAll("[data-live][id]")) {
+        const fresh = page.getElementById(live.id);
+        if (fresh) live.replaceWith(fresh);
       }
     } catch (error) { /* the next refresh tries again */ }
   }
+  const rows = (n) => `${n} ${n === 1 ? "row" : "rows"}`;
+  function done(body) {
+    if ("requeued" in body) return `Re-queued ${rows(body.requeued)} in ${body.workflow}.`;
+    return `Cancelled ${rows(body.cancelled)} in ${body.workflow};`
+      + ` asked the workers of ${rows(body.asked)} running.`;
+  }
   document.addEventListener("click", async (event) => {
-    const button = event.target.closest("button[data-requeue-url]");
+    const button = event.target.closest("button[data-post-url]");
     if (!button) return;
+    const verb = button.dataset.verb || "Re-queue";
     button.disabled = true;
     try {
-      const response = await fetch(button.dataset.requeueUrl, {
+      const response = await fetch(button.dataset.postUrl, {
         method: "POST",
         headers: {"Content-Type": "application/json"},
-        body: JSON.stringify({errors: true}),
+        body: button.dataset.postBody || JSON.stringify({errors: true}),
       });
       const body = await response.json().catch(() => ({}));
       if (response.ok) {
-        const rows = body.requeued === 1 ? "row" : "rows";
-        message.textContent = `Re-queued ${body.requeued} ${rows} in ${body.workflow}.`;
+        message.textContent = done(body);
       } else {
         const detail = typeof body.detail === "string" ? body.detail : response.statusText;
-        message.textContent = `Re-queue refused (${response.status}): ${detail}`;
+        message.textContent = `${verb} refused (${response.status}): ${detail}`;
       }
     } catch (error) {
-      message.textContent = `Re-queue failed: ${error}`;
+      message.textContent = `${verb} failed: ${error}`;
     }
     await refresh();
+    button.disabled = false;  // a button outside the refreshed parts works again
   });
   setInterval(refresh, every);
 })();
 """
 
 
+CHART_HOURS = 6
+"""The overview's charts cover this many hours (in 5-minute buckets)."""
+
+
 def render_dashboard(
-    report: StatusReport, *, base_path: str, requeue: bool, refresh_seconds: float
+    report: StatusReport,
+    *,
+    base_path: str,
+    requeue: bool,
+    refresh_seconds: float,
+    group_keys: Mapping[str, Sequence[str]],
+    stats: Mapping[str, StatsSeries | str],
 ) -> str:
-    """The whole page. ``base_path``: where the router is mounted (``"/curate"``), for the
-    requeue URLs; ``requeue``: whether the requeue endpoint is mounted (buttons shown)."""
+    """The overview. ``base_path``: where the router is mounted (``"/curate"``), for the
+    links and requeue URLs; ``requeue``: whether the requeue endpoint is mounted (buttons
+    shown); ``group_keys``: per workflow, the key of each error group, in order
+    (`curate.sql.items.group_key`); ``stats``: per workflow, its charts' series or why
+    there are none."""
     workflows = "\n".join(
-        _workflow(w, base_path=base_path, requeue=requeue) for w in report.workflows
+        _workflow(
+            w,
+            base_path=base_path,
+            requeue=requeue,
+            keys=group_keys.get(w.name, ()),
+            stats=stats.get(w.name, "no charts"),
+        )
+        for w in report.workflows
     )
     if not report.workflows:
         workflows = '<p class="muted">No workflows.</p>'
-    refresh = f"{refresh_seconds:g}"
+    body = f"""<header>
+<h1>curate — workflows</h1>
+<p class="muted">{_at(report.at)} Refreshes every {escape(f"{refresh_seconds:g}")} s.</p>
+</header>
+<main>
+<p id="curate-message" role="status" aria-live="polite"></p>
+<div id="curate-workflows" data-live>
+{workflows}
+</div>
+</main>"""
+    return page("curate — workflows", body, refresh_seconds=refresh_seconds)
+
+
+def page(title: str, body: str, *, refresh_seconds: float) -> str:
+    """A whole dashboard page around ``body`` (trusted markup, its values escaped by the
+    caller): the style, the refresh of its ``data-live`` parts and the requeue buttons'
+    script. A page that shows the requeue answer has ``<p id="curate-message">``."""
+    refresh = escape(f"{refresh_seconds:g}")
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>curate — workflows</title>
-<noscript><meta http-equiv="refresh" content="{escape(refresh)}"></noscript>
+<title>{escape(title)}</title>
+<noscript><meta http-equiv="refresh" content="{refresh}"></noscript>
 <style>{_STYLE}</style>
 </head>
-<body data-refresh-seconds="{escape(refresh)}">
-<header>
-<h1>curate — workflows</h1>
-<p class="muted">{_at(report.at)} Refreshes every {escape(refresh)} s.</p>
-</header>
-<main>
-<p id="curate-message" role="status" aria-live="polite"></p>
-<div id="curate-workflows">
-{workflows}
-</div>
-</main>
+<body data-refresh-seconds="{refresh}">
+{body}
 <script>{_SCRIPT}</script>
 </body>
 </html>
 """
 
 
+def link(base_path: str, name: str, **query: str | int | None) -> str:
+    """The URL of ``name``'s item list under ``base_path`` with the given filters (None
+    and empty values left out), escaped for an attribute."""
+    given = {key: value for key, value in query.items() if value not in (None, "")}
+    url = f"{base_path}/dashboard/workflows/{name}"
+    return escape(f"{url}?{urlencode(given)}" if given else url)
+
+
 def _at(at: datetime) -> str:
     stamp = escape(at.isoformat(timespec="seconds"))
-    return f'<span id="curate-at">As of <time datetime="{stamp}">{stamp}</time>.</span>'
+    return f'<span id="curate-at" data-live>As of <time datetime="{stamp}">{stamp}</time>.</span>'
 
 
-def _workflow(status: WorkflowStatus, *, base_path: str, requeue: bool) -> str:
+def _workflow(
+    status: WorkflowStatus,
+    *,
+    base_path: str,
+    requeue: bool,
+    keys: Sequence[str],
+    stats: StatsSeries | str,
+) -> str:
     name = escape(status.name)
-    counts = "".join(
-        f'<td class="n" data-count="{key}">{status.counts[key]}</td>' for key, _ in _COUNTS
-    )
+    counts = "".join(_count(status, key, base_path) for key, _ in _COUNTS)
     heads = "".join(f'<th scope="col">{label}</th>' for _, label in _COUNTS)
     window = int(THROUGHPUT_WINDOW.total_seconds() / 60)
     figures = (
@@ -155,20 +218,22 @@ def _workflow(status: WorkflowStatus, *, base_path: str, requeue: bool) -> str:
         disabled = " disabled" if errors == 0 else ""
         rows = "row" if errors == 1 else "rows"
         button = (
-            f'<p><button type="button" data-requeue-url="{escape(url)}"{disabled}'
+            f'<p><button type="button" data-post-url="{escape(url)}"{disabled}'
             f' aria-label="Re-queue the {errors} {rows} in Error in {name}">'
             f"Re-queue errors ({errors})</button></p>"
         )
     return f"""<section id="workflow-{name}" aria-labelledby="workflow-{name}-title">
 <h2 id="workflow-{name}-title">{name}
 <span class="muted">on table {escape(status.table)}</span>{_paused_badge(status)}</h2>
+<nav><a href="{link(base_path, status.name)}">Items of {name}</a></nav>
 <table>
 <caption>Rows per status</caption>
 <thead><tr>{heads}</tr></thead>
 <tbody><tr>{counts}</tr></tbody>
 </table>
 <dl>{figures}</dl>
-{_errors(status)}
+{_charts(status.name, stats)}
+{_errors(status, keys, base_path)}
 {button}
 </section>"""
 
@@ -182,25 +247,59 @@ def _controls(status: WorkflowStatus) -> str:
     rows = ""
     if status.paused:
         reason = f" <span>— {escape(status.paused_reason)}</span>" if status.paused_reason else ""
-        rows += (
-            f'<dt>Paused</dt><dd data-figure="paused">since {_time(status.paused_at)}{reason}</dd>'
-        )
+        since = time_element(status.paused_at)
+        rows += f'<dt>Paused</dt><dd data-figure="paused">since {since}{reason}</dd>'
     if status.rate_limit is not None:
         rows += f'<dt>Rate limit</dt><dd data-figure="rate-limit">{status.rate_limit:g}/s</dd>'
     return rows
 
 
-def _errors(status: WorkflowStatus) -> str:
+def _count(status: WorkflowStatus, key: str, base_path: str) -> str:
+    """A count's cell; one of the workflow's statuses, or ``other``, links to its rows."""
+    count = status.counts[key]
+    if key == "unset":
+        return f'<td class="n" data-count="{key}">{count}</td>'
+    href = link(base_path, status.name, status=key)
+    return f'<td class="n"><a href="{href}" data-count="{key}">{count}</a></td>'
+
+
+def _charts(name: str, stats: StatsSeries | str) -> str:
+    """Completions, failures and queue depth over the last hours, or why there are none."""
+    if isinstance(stats, str):
+        return f'<p class="muted" data-charts="none">{escape(stats)}</p>'
+    minutes = stats.bucket_seconds // 60
+    completed = [(b.start, float(b.completed)) for b in stats.buckets]
+    failed = [(b.start, float(b.failed)) for b in stats.buckets]
+    queued = [(b.start, None if b.queued is None else float(b.queued)) for b in stats.buckets]
+    figures = (
+        ("completed", f"Completed per {minutes} min", bar_chart, completed, "#2a7a3b"),
+        ("failed", f"Failed per {minutes} min", bar_chart, failed, "#b3261e"),
+        ("queued", "Queue depth (highest sample)", line_chart, queued, "#2a62c9"),
+    )
+    charts = ""
+    for kind, title, draw, series, color in figures:
+        svg = draw(
+            f"chart-{name}-{kind}", f"{name}: {title}, last {stats.hours} h", series, color=color
+        )
+        charts += (
+            f'<figure data-chart="{kind}"><figcaption>{escape(title)}</figcaption>{svg}</figure>'
+        )
+    return f'<div class="charts" aria-label="Last {stats.hours} hours">{charts}</div>'
+
+
+def _errors(status: WorkflowStatus, keys: Sequence[str], base_path: str) -> str:
+    """The largest error groups; each message links to the group's rows."""
     if not status.errors:
         return '<p class="muted" data-errors="none">No errors.</p>'
     rows = "".join(
         "<tr data-error-group>"
         f'<td class="n">{group.rows}</td>'
-        f"<td><code>{escape(group.message)}</code></td>"
+        f'<td><a href="{link(base_path, status.name, status="error", group=key)}">'
+        f"<code>{escape(group.message)}</code></a></td>"
         f"<td><code>{escape(group.example)}</code></td>"
-        f"<td>{_time(group.last_seen)}</td>"
+        f"<td>{time_element(group.last_seen)}</td>"
         "</tr>"
-        for group in status.errors
+        for group, key in zip(status.errors, keys, strict=True)
     )
     return (
         "<table>\n<caption>Recent errors, largest groups first</caption>\n"
@@ -224,7 +323,8 @@ def _maybe(value: int | None) -> str:
     return "—" if value is None else str(value)
 
 
-def _time(value: datetime | None) -> str:
+def time_element(value: datetime | None) -> str:
+    """``value`` as a ``<time>`` element (``—`` for None)."""
     if value is None:
         return "—"
     stamp = escape(value.isoformat(timespec="seconds"))

@@ -12,23 +12,34 @@ Needs the ``fastapi`` extra: ``pip install 'curate-workflows[fastapi]'``.
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime
-from typing import Annotated, Any, Self
-from uuid import UUID
+from dataclasses import asdict
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
-from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path
 
 from curate import operations, scheduling
-from curate.contrib.dashboard import render_dashboard
+from curate.contrib.api_models import (
+    CancelRequest,
+    CancelResult,
+    ItemState,
+    PauseRequest,
+    PauseResult,
+    Problem,
+    RequeueRequest,
+    RequeueResult,
+    StatusReport,
+    WorkflowStatus,
+)
+from curate.contrib.dashboard_routes import add_dashboard_routes
 from curate.contrib.web_security import cross_site_guard as cross_site_guard  # public here
-from curate.contrib.web_security import redact_item, redact_report
+from curate.contrib.web_security import redact_attempts, redact_item, redact_report
 from curate.contrib.web_security import redact_secrets as redact_secrets  # public here
+from curate.errors import ConfigurationError
 from curate.preflight import check_at_start
 from curate.runtime import configure, get_runtime
 from curate.settings import CurateSettings
 from curate.sql import RequeueSelection
+from curate.sql.cancel import CancelSelection
 from curate.workflow import Workflow
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
@@ -82,147 +93,8 @@ def curate_lifespan(
     return run
 
 
-# --- the router's models ---------------------------------------------------------------------
-
-
-class StatusCounts(BaseModel):
-    """Rows per processing status; ``other``: a status outside the workflow's four;
-    ``unset``: rows whose status is NULL (never queued for this workflow)."""
-
-    queued: int
-    processing: int
-    complete: int
-    error: int
-    other: int
-    unset: int
-
-
-class ErrorGroup(BaseModel):
-    """Failed rows whose errors' first lines differ only in ids and numbers."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    message: str = Field(description="The first line, with UUIDs as <uuid> and numbers as N.")
-    rows: int
-    last_seen: datetime | None = Field(description="Null without an updated_at column.")
-    example: str = Field(description="One of the real first lines.")
-
-
-class WorkflowStatus(BaseModel):
-    """One workflow's queue; null where the table lacks the column the figure needs."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    name: str
-    table: str
-    counts: StatusCounts
-    oldest_queued_seconds: float | None = Field(
-        description="Age of the oldest queued row, from updated_at."
-    )
-    expired_leases: int | None = Field(description="Rows Processing past their lease.")
-    throughput_per_minute: float | None = Field(
-        description=(
-            f"Rows completed per minute over the last "
-            f"{int(operations.THROUGHPUT_WINDOW.total_seconds())} s, from updated_at."
-        )
-    )
-    errors: list[ErrorGroup] = Field(
-        description=f"The {operations.ERROR_GROUPS} largest groups of rows in Error."
-    )
-    failures_found: bool = Field(description="Rows in Error or past their lease.")
-    paused: bool = Field(description="No worker claims its rows until it is resumed.")
-    paused_at: datetime | None = Field(description="When it was paused; null: not paused.")
-    paused_reason: str | None = Field(description="Why, as given to the pause.")
-    rate_limit: float | None = Field(
-        description="Items per second it may start across all workers; null: unlimited."
-    )
-
-
-class StatusReport(BaseModel):
-    """Every workflow, read in one snapshot at the database's time."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    at: datetime
-    failures_found: bool
-    workflows: list[WorkflowStatus]
-
-
-class ItemState(BaseModel):
-    """One row's processing state; null where the table lacks the column."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int | UUID | str
-    status: str | None
-    error: str | None
-    attempts: int | None
-    run_after: datetime | None = Field(description="Not before this time; null: now.")
-    claimed_by: str | None = Field(
-        description="The token of the last claim: the worker id, `#`, 16 hex digits."
-    )
-    lease_until: datetime | None
-    updated_at: datetime | None
-
-
-class RequeueRequest(BaseModel):
-    """Which rows to put back to Queued: ``errors`` and ``stuck`` choose by status (either
-    matches); ``ids`` and ``where_error`` narrow the choice, or choose on their own from
-    every status but a running row."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ids: list[int | str] = Field(default=[], max_length=10_000, description="Primary keys.")
-    errors: bool = Field(default=False, description="Rows in the failed status.")
-    stuck: bool = Field(default=False, description="Rows Processing past their lease.")
-    where_error: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=1_000,
-        pattern="^[^\x00]*$",
-        description="Rows whose error contains this text (any case).",
-    )
-
-    @model_validator(mode="after")
-    def _says_which(self) -> Self:
-        if not (self.errors or self.stuck or self.ids or self.where_error is not None):
-            raise ValueError("say which rows to re-queue: errors, stuck, ids or where_error")
-        return self
-
-
-class Problem(BaseModel):
-    """An error: FastAPI's ``{"detail": ...}``."""
-
-    detail: str
-
-
-class RequeueResult(BaseModel):
-    workflow: str
-    requeued: int = Field(description="How many rows were put back to Queued.")
-
-
-class PauseRequest(BaseModel):
-    """Why the workflow is paused (shown by the status until it is resumed)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str | None = Field(default=None, max_length=1_000, pattern="^[^\x00]*$")
-
-
-class PauseResult(BaseModel):
-    workflow: str
-    paused: bool = Field(description="Whether the workflow is paused now.")
-    changed: bool = Field(description="False when it already was in that state.")
-
-
 # --- the router ------------------------------------------------------------------------------
 
-_DASHBOARD_HEADERS = {
-    "Cache-Control": "no-store",
-    # Only the app's own pages may frame it: no other site overlays its buttons.
-    "Content-Security-Policy": "frame-ancestors 'self'",
-    "X-Frame-Options": "SAMEORIGIN",
-}
 _NOT_JSON: dict[str, Any] = {"model": Problem, "description": "The body is not JSON."}
 _WRITE_REFUSALS: dict[int | str, dict[str, Any]] = {
     403: {
@@ -247,14 +119,16 @@ def curate_router(
     (``include_router``).
 
     ``GET /workflows``, ``GET /workflows/{name}``, ``GET /workflows/{name}/items/{item_id}``
-    and ``GET /dashboard`` (an HTML page refreshing itself every
-    ``dashboard_refresh_seconds``), behind ``read_auth`` when given (a FastAPI dependency
-    that raises to refuse); every error text they show passes through ``redact_error``.
-    Only when ``requeue_auth`` is given: ``POST /workflows/{name}/requeue``, ``/pause`` and
-    ``/resume`` behind it, and the dashboard's requeue buttons. Before that auth runs,
-    those refuse what another site's page may send (`cross_site_guard`; pages of
-    ``allowed_origins`` may post too). Reads use the configured runtime's database, so the
-    app runs `curate_lifespan` (or configures curate itself).
+    (with the item's attempts) and ``GET /dashboard`` (an HTML page refreshing itself every
+    ``dashboard_refresh_seconds``), with its item lists, item pages and charts and their
+    JSON (`curate.contrib.dashboard_routes`), behind ``read_auth`` when given (a FastAPI
+    dependency that raises to refuse); every error text they show passes through
+    ``redact_error``. Only when ``requeue_auth`` is given: ``POST /workflows/{name}/requeue``,
+    ``/cancel``, ``/pause`` and ``/resume`` behind it, and the dashboard's requeue and
+    cancel buttons. Before that auth runs, those refuse what another site's page may send
+    (`cross_site_guard`; pages of ``allowed_origins`` may post too). Reads use the
+    configured runtime's database, so the app runs `curate_lifespan` (or configures curate
+    itself).
     """
     if not dashboard_refresh_seconds > 0:
         raise ValueError(
@@ -307,7 +181,7 @@ def curate_router(
         workflow: Annotated[Workflow, Depends(workflow_named)],
         item_id: Annotated[str, Path(max_length=200)],
     ) -> Any:
-        """One item's processing state in the workflow."""
+        """One item's processing state in the workflow, and its attempts."""
         [typed_id] = _typed_ids(workflow, [item_id], field=("path", "item_id"))
         engine = await get_runtime().database.engine()
         item = await operations.read_item(engine, workflow, typed_id)
@@ -315,24 +189,19 @@ def curate_router(
             raise HTTPException(
                 status_code=404, detail=f"no item {item_id} in {workflow.binding.table.name}"
             )
-        return redact_item(item, redact_error)
+        attempts = await operations.read_attempts(engine, workflow, typed_id)
+        history = None if attempts is None else redact_attempts(attempts, redact_error)
+        return {**asdict(redact_item(item, redact_error)), "history": history}
 
-    @router.get(
-        "/dashboard",
-        response_class=HTMLResponse,
-        include_in_schema=False,
-        name="curate_dashboard",
-        dependencies=reads,
+    add_dashboard_routes(
+        router,
+        list(known.values()),
+        workflow_named=workflow_named,
+        reads=reads,
+        requeue=requeue_auth is not None,
+        redact_error=redact_error,
+        refresh_seconds=dashboard_refresh_seconds,
     )
-    async def dashboard(request: Request) -> HTMLResponse:
-        """The workflows' figures as an HTML page that refreshes itself."""
-        page = render_dashboard(
-            await status_of(list(known.values())),
-            base_path=request.url_for("curate_dashboard").path.removesuffix("/dashboard"),
-            requeue=requeue_auth is not None,
-            refresh_seconds=dashboard_refresh_seconds,
-        )
-        return HTMLResponse(page, headers=_DASHBOARD_HEADERS)
 
     if requeue_auth is not None:
         writes = [guard, Depends(requeue_auth)]  # the guard first: before the auth runs
@@ -386,6 +255,38 @@ def curate_router(
             engine = await get_runtime().database.engine()
             changed = await operations.resume_workflow(engine, workflow)
             return PauseResult(workflow=workflow.name, paused=False, changed=changed)
+
+        @router.post(
+            "/workflows/{name}/cancel",
+            response_model=CancelResult,
+            dependencies=writes,
+            responses={400: _NOT_JSON, 409: {"model": Problem}, **_WRITE_REFUSALS},
+        )
+        async def cancel(
+            workflow: Annotated[Workflow, Depends(workflow_named)], request: CancelRequest
+        ) -> CancelResult:
+            """Cancel the chosen rows: those waiting end cancelled at once; the worker of
+            each running one cancels it where it runs and records it. 409 when the
+            workflow cannot take the request (no cancelled status for ``errors``; no
+            ``curate_cancellations`` table for running rows)."""
+            selection = CancelSelection(
+                _typed_ids(workflow, request.ids, field=("body", "ids")),
+                request.errors,
+                request.where_error,
+            )
+            runtime = get_runtime()
+            engine = await runtime.database.engine()
+            try:
+                done = await operations.cancel(
+                    engine,
+                    workflow,
+                    selection,
+                    request.reason,
+                    record_history=runtime.settings.attempt_history,
+                )
+            except ConfigurationError as refused:
+                raise HTTPException(status_code=409, detail=str(refused)) from None
+            return CancelResult(workflow=workflow.name, cancelled=done.waiting, asked=done.running)
 
     return router
 

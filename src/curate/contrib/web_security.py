@@ -7,7 +7,7 @@
   sends: an ``Origin`` not this site's (403), ``Sec-Fetch-Site`` other than
   ``same-origin``/``none`` (403), and any content type but JSON (415), which a page of
   another origin cannot send without a CORS preflight, whatever headers its browser adds.
-- `redact_secrets`, `redact_report`, `redact_item`: error texts are the services'
+- `redact_secrets`, `redact_report`, `redact_item`, `redact_attempts`: error texts are the services'
   exception messages, which quote what the code had at hand (addresses, tokens, URLs
   with passwords); the router passes each one through a redaction before it leaves the
   process.
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 
-from curate.operations import ItemState, StatusReport
+from curate.operations import Attempt, ItemState, StatusReport
 
 Origin = tuple[str, str, int]
 """scheme, host, port: an origin with the default port spelled out, for comparing."""
@@ -141,3 +141,16 @@ def redact_report(report: StatusReport, redact: Callable[[str], str]) -> StatusR
 def redact_item(item: ItemState, redact: Callable[[str], str]) -> ItemState:
     """``item`` with its error passed through ``redact``."""
     return item if item.error is None else replace(item, error=redact(item.error))
+
+
+def redact_attempts(attempts: list[Attempt], redact: Callable[[str], str]) -> list[Attempt]:
+    """``attempts`` with their errors and tracebacks (whose source lines may quote values
+    too) passed through ``redact``."""
+    return [
+        replace(
+            attempt,
+            error=None if attempt.error is None else redact(attempt.error),
+            traceback=None if attempt.traceback is None else redact(attempt.traceback),
+        )
+        for attempt in attempts
+    ]

@@ -67,6 +67,24 @@ async def missing_table(engine: AsyncEngine, table: str) -> MissingTable | None:
     return missing
 
 
+_insertable: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
+"""Per engine, the tables of curate's its role was found allowed to insert into."""
+
+
+async def can_insert(engine: AsyncEngine, table: str) -> bool:
+    """Whether ``engine``'s role may insert into ``table`` (which exists). A yes is not
+    asked again for the engine's life; a no is asked again each time, so a GRANT made
+    while the app runs is used at once."""
+    allowed = _insertable.setdefault(engine.sync_engine, set())
+    if table in allowed:
+        return True
+    async with engine.connect() as connection:
+        if not await connection.scalar(sql.CAN_INSERT, sql.table_exists_params(table)):
+            return False
+    allowed.add(table)
+    return True
+
+
 def seen_missing(engine: AsyncEngine, table: str) -> bool:
     """Whether the last `missing_table` of ``table`` on ``engine`` found it missing; asks
     nothing, so a statement that reads the table can be chosen without a round trip."""

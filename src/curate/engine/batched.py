@@ -11,6 +11,8 @@ mode.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.engine.backoff import retry_on_connection_loss
@@ -32,21 +34,24 @@ class CompletionBatch:
         self.size = size
         self.heartbeat = heartbeat
         """Holds each waiting completion's claim until it is written."""
-        self.pending: dict[object, ClaimedItem] = {}
-        """Item id → its claim, each id once (the statement finds a row's claim by id)."""
+        self.pending: dict[object, tuple[ClaimedItem, datetime]] = {}
+        """Item id → its claim and when its service started, each id once (the statement
+        finds a row's claim by id)."""
         self.completed = 0
         self.dropped = 0
         """Rows no longer Processing under this claim (rescued, re-queued, set by the
         service itself): nothing written for them."""
         self.unrecorded = 0
 
-    async def record(self, session: AsyncSession, item: ClaimedItem) -> Outcome:
+    async def record(
+        self, session: AsyncSession, item: ClaimedItem, started_at: datetime
+    ) -> Outcome:
         """The service succeeded: commit what it left open, queue its completion."""
         if session.in_transaction():
             await session.commit()
         if item.id in self.pending:  # an earlier claim of the same row is waiting
             await self.flush()
-        self.pending[item.id] = item
+        self.pending[item.id] = (item, started_at)
         if len(self.pending) >= self.size:
             await self.flush()
         return Outcome.BATCHED
@@ -56,19 +61,24 @@ class CompletionBatch:
         then let the heartbeat go of them; how many rows it completed."""
         if not self.pending:
             return 0
-        items, self.pending = list(self.pending.values()), {}
+        pending, self.pending = list(self.pending.values()), {}
+        items = [item for item, _ in pending]
         try:
-            return await self._write(items)
+            return await self._write(items, [started_at for _, started_at in pending])
         finally:
             self.heartbeat.let_go(items)
 
-    async def _write(self, items: list[ClaimedItem]) -> int:
+    async def _write(self, items: list[ClaimedItem], started: list[datetime]) -> int:
         ctx = self.ctx
         statement = ctx.statements.complete_many
         assert statement is not None
-        params = ctx.statements.complete_many_params(
-            [(item.id, item.claim, item.attempt) for item in items]
-        )
+        params = {
+            **ctx.statements.complete_many_params(
+                [(item.id, item.claim, item.attempt) for item in items]
+            ),
+            **ctx.attempt_params(None),
+            "curate_started": started,
+        }
         try:
             written = len(
                 await retry_on_connection_loss(
@@ -84,6 +94,8 @@ class CompletionBatch:
             )
             return 0
         self.completed += written
+        if ctx.tally is not None:
+            ctx.tally(ctx.name, "completed", written)
         if written < len(items):
             self.dropped += len(items) - written
             logger.warning(

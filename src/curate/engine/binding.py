@@ -31,22 +31,31 @@ ClaimFilter = ColumnElement[bool] | None
 
 @dataclass(frozen=True)
 class Statuses:
-    """The four processing statuses a workflow moves a row through."""
+    """The four processing statuses a workflow moves a row through, and the one a cancel
+    ends it in."""
 
     queued: enum.Enum
     processing: enum.Enum
     complete: enum.Enum
     failed: enum.Enum
+    cancelled: enum.Enum | None = None
+    """None: a cancelled row ends in ``failed``, its error saying it was cancelled."""
+
+    @property
+    def cancel_ends_in(self) -> enum.Enum:
+        return self.cancelled if self.cancelled is not None else self.failed
 
     @classmethod
     def from_enum(cls, status_enum: type[enum.Enum]) -> Statuses:
-        """Use the members named Queued, Processing, Complete and Error."""
+        """Use the members named Queued, Processing, Complete and Error, and Cancelled if
+        there is one."""
         try:
             return cls(
                 queued=status_enum["Queued"],
                 processing=status_enum["Processing"],
                 complete=status_enum["Complete"],
                 failed=status_enum["Error"],
+                cancelled=status_enum.__members__.get("Cancelled"),
             )
         except KeyError as missing:
             raise ConfigurationError(
@@ -68,6 +77,7 @@ class TableBinding:
     claimed_by: Column[Any] | None
     lease_until: Column[Any] | None
     priority: Column[Any] | None
+    snoozes: Column[Any] | None
     updated_at: Column[Any] | None
     order_by: Column[Any]
     order: OrderSpec
@@ -77,6 +87,8 @@ class TableBinding:
     """Rows with equal keys run one at a time, in queue order (see `Workflow`)."""
     where: ColumnElement[bool] | None = None
     """The workflow's extra claim condition: rows not matching it are not its to claim."""
+    trace_context: Column[Any] | None = None
+    """The ``traceparent`` of the trace that queued the row (`curate.contrib.tracing`)."""
 
     @property
     def can_retry(self) -> bool:
@@ -140,12 +152,14 @@ class TableBinding:
             claimed_by=optional(names.claimed_by),
             lease_until=optional(names.lease_until),
             priority=optional(names.priority),
+            snoozes=optional(names.snoozes),
             updated_at=optional("updated_at"),
             order_by=table.c[order.column],
             order=order,
             statuses=statuses,
             lock_key=_lock_expression(table, lock_key) if lock_key is not None else None,
             where=_claim_filter(table, where) if where is not None else None,
+            trace_context=optional(names.trace_context),
         )
 
 

@@ -80,7 +80,17 @@ async def _claim(ctx: RunContext, limit: int, token: str) -> list[ClaimedItem]:
         rows = await ctx.execute_alone(statement, params)
     else:
         rows = await _claim_one_at_a_time(ctx, statement, params)
-    return [ClaimedItem(id=row.id, attempt=row.attempt, claim=token) for row in rows]
+    return _claimed_items(ctx, rows, token)
+
+
+def _claimed_items(ctx: RunContext, rows: list[Any], token: str) -> list[ClaimedItem]:
+    """The claimed rows as items, with the trace context that queued them where the
+    table keeps one (`curate.contrib.tracing` links to it)."""
+    traced = ctx.binding.trace_context is not None
+    return [
+        ClaimedItem(row.id, row.attempt, token, row.trace_context if traced else None)
+        for row in rows
+    ]
 
 
 async def _claim_one_at_a_time(
@@ -106,4 +116,4 @@ async def _claimed_with(ctx: RunContext, token: str) -> list[ClaimedItem]:
         return []
     async with ctx.own_transaction() as session:
         rows = (await session.execute(statement, ctx.statements.claimed_with_params(token))).all()
-    return [ClaimedItem(id=row.id, attempt=row.attempt, claim=token) for row in rows]
+    return _claimed_items(ctx, list(rows), token)

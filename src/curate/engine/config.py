@@ -57,6 +57,8 @@ class RunConfig:
     """Items per second the workflow may start, across all workers (None: no limit)."""
     batched_outcomes: bool = False
     """Write completions many at a time (see `curate.engine.batched`)."""
+    max_snoozes: int = 100
+    """Snoozes in a row an item may take without spending an attempt (`curate.Snooze`)."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -12,10 +13,12 @@ from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from curate.engine.binding import TableBinding
+from curate.engine.cancel import RunningServices
 from curate.engine.config import RunConfig, StatementLimits
 from curate.engine.driver import DriverRow, execute_alone
+from curate.engine.error_text import error_type, traceback_tail
 from curate.engine.hooks import ErrorHook, ItemHook, Observer
-from curate.sql import WorkflowStatements
+from curate.sql import WorkflowStatements, history
 from curate.sql.limits import SET_LOCAL_LIMITS, set_local_limits_params
 
 ServiceFunction = Callable[[Any, AsyncSession], Awaitable[Any]]
@@ -40,6 +43,12 @@ class RunContext:
     """Hear of each failed item, in order: see `curate.engine.hooks`."""
     observers: tuple[Observer, ...] = ()
     """Hear of claims and rescues: see `curate.engine.hooks`."""
+    services: RunningServices = field(default_factory=lambda: RunningServices(""))
+    """This process's running services, where a cancel request finds them (one per
+    process: `curate.Runtime` passes its own)."""
+    tally: Callable[[str, str, int], None] | None = None
+    """Hears each outcome as it is written: (workflow, `RunResult` counter, items). The
+    dashboard's charts count them (`curate.engine.stats_recorder`)."""
     spare_sessions: list[AsyncSession] = field(default_factory=list)
     """Sessions closed cleanly after an item, for the next item of this run: a closed
     session is as good as new, and building one costs a tenth of a no-op item."""
@@ -57,6 +66,26 @@ class RunContext:
         (`curate.engine.driver`), within the statement limit; its rows (an UPDATE's
         RETURNING)."""
         return await execute_alone(self.engine, statement, params, self.limits.call_timeout)
+
+    def attempt_params(
+        self,
+        started_at: datetime | None,
+        outcome: str | None = None,
+        error: BaseException | None = None,
+    ) -> dict[str, Any]:
+        """What an outcome write records of the attempt, when the statements keep the
+        attempt history (`curate.sql.history`; ignored by those that do not)."""
+        return {
+            **history.attempt_params(
+                self.name,
+                self.worker_id,
+                started_at,
+                outcome=outcome,
+                error_type=error_type(error) if error is not None else None,
+                traceback=traceback_tail(error) if error is not None else None,
+            ),
+            "curate_failed_status": self.binding.status_value(self.binding.statuses.failed),
+        }
 
     @asynccontextmanager
     async def own_transaction(self) -> AsyncIterator[AsyncSession]:
@@ -79,6 +108,8 @@ class ClaimedItem:
     id: Any
     attempt: int
     claim: str
+    trace_context: str | None = None
+    """The ``traceparent`` of the trace that queued the row, where the table keeps it."""
 
 
 @dataclass
@@ -92,16 +123,30 @@ class RunResult:
     retried: int = 0
     dropped: int = 0
     unrecorded: int = 0
+    cancelled: int = 0
+    snoozed: int = 0
     elapsed_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
+    COUNTS = (
+        "claimed",
+        "completed",
+        "failed",
+        "retried",
+        "dropped",
+        "unrecorded",
+        "cancelled",
+        "snoozed",
+    )
+
     def absorb(self, other: RunResult) -> None:
         """Add ``other``'s counts to these (a run that claimed again after a wake-up)."""
-        for name in ("claimed", "completed", "failed", "retried", "dropped", "unrecorded"):
+        for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.elapsed_seconds += other.elapsed_seconds
         self.errors.extend(other.errors)
 
     @property
     def processed(self) -> int:
-        return self.completed + self.failed + self.retried
+        """Items whose service ran to a recorded outcome."""
+        return self.completed + self.failed + self.retried + self.cancelled + self.snoozed

@@ -8,6 +8,8 @@ is the driver's message, so that is the message kept.
 
 from __future__ import annotations
 
+import traceback
+
 from sqlalchemy.exc import StatementError
 
 ERROR_MAX_LENGTH = 2_000
@@ -25,3 +27,24 @@ def format_error(error: BaseException) -> str:
         marker = f"… [{len(text)} characters in all, cut]"
         text = text[: ERROR_MAX_LENGTH - len(marker)] + marker
     return text
+
+
+TRACEBACK_FRAMES = 5
+"""How many of a traceback's innermost frames the attempt history keeps."""
+
+
+def error_type(error: BaseException) -> str:
+    """The exception's class as ``module.QualifiedName`` (builtins without the module)."""
+    kind = type(error)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def traceback_tail(error: BaseException) -> str | None:
+    """The innermost `TRACEBACK_FRAMES` frames of where ``error`` was raised, as Python
+    prints them (without the exception line: that is the error's message); None without
+    a traceback."""
+    if error.__traceback__ is None:
+        return None
+    frames = traceback.extract_tb(error.__traceback__)[-TRACEBACK_FRAMES:]
+    return "".join(traceback.format_list(frames)).replace("\x00", "\\x00")[: ERROR_MAX_LENGTH * 4]

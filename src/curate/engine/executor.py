@@ -12,20 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from curate.engine.batched import CompletionBatch
+from curate.engine.cancel import CancelledOnRequest, attempt_of
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
 from curate.engine.hooks import ItemEvent, around_item, report_error
 from curate.engine.outcome import (
     Outcome,
+    record_cancelled,
     record_failure,
     record_interrupted,
+    record_snoozed,
     record_success,
 )
-from curate.errors import ItemTimeoutError
+from curate.errors import ItemTimeoutError, Snooze
 from curate.logs import logger
 
 
@@ -43,7 +47,9 @@ async def execute_item(
     ):
         if not ctx.item_hooks and not ctx.error_hooks:  # the common case: no event per item
             return await _execute(ctx, item, completions, None)
-        event = ItemEvent(ctx.name, item.id, item.attempt, ctx.worker_id)
+        event = ItemEvent(
+            ctx.name, item.id, item.attempt, ctx.worker_id, trace_context=item.trace_context
+        )
         async with around_item(ctx.item_hooks, event):
             return await _execute(ctx, item, completions, event)
 
@@ -56,19 +62,26 @@ async def _execute(
 ) -> Outcome:
     session = ctx.spare_sessions.pop() if ctx.spare_sessions else ctx.sessionmaker()
     failure: BaseException | None = None
+    started_at = datetime.now(UTC)
     try:
         try:
             await _call_service(ctx, item, session)
             if completions is None:
-                outcome = await record_success(ctx, session, item)
+                outcome = await record_success(ctx, session, item, started_at)
             else:
-                outcome = await completions.record(session, item)
+                outcome = await completions.record(session, item, started_at)
+        except CancelledOnRequest as cancelled:
+            await _discard(session)
+            outcome = await record_cancelled(ctx, item, cancelled.reason, started_at)
+        except Snooze as snooze:
+            await _discard(session)
+            outcome = await record_snoozed(ctx, item, snooze, started_at)
         except BaseException as error:
             await _discard(session)
             if _run_is_cancelled(error):
-                await _record_interrupted_despite_cancellation(ctx, item)
+                await _record_interrupted_despite_cancellation(ctx, item, started_at)
                 raise
-            outcome = await record_failure(ctx, item, error)
+            outcome = await record_failure(ctx, item, error, started_at)
             failure = error
     finally:
         if await _close(session):
@@ -81,7 +94,17 @@ async def _execute(
 
 
 async def _call_service(ctx: RunContext, item: ClaimedItem, session: AsyncSession) -> None:
+    """Call the service under the timeout, cancellable on request while it runs (only
+    then: a request that comes later leaves the outcome's write alone)."""
+    services = ctx.services
+    attempt = attempt_of(item.claim, item.id)
+    asked, reason = services.take_request(attempt)
+    if asked:  # asked before it started: it never starts
+        raise CancelledOnRequest(reason)
+    task = asyncio.current_task()
+    assert task is not None
     deadline = asyncio.timeout(ctx.config.timeout_seconds)
+    services.started(attempt, task)
     try:
         async with deadline:
             await ctx.service(item.id, session)
@@ -91,13 +114,23 @@ async def _call_service(ctx: RunContext, item: ClaimedItem, session: AsyncSessio
                 f"the service did not finish within {ctx.config.timeout_seconds:g} s"
             ) from error
         raise
+    except asyncio.CancelledError:
+        asked, reason = services.take_request(attempt)
+        # Ours alone (not a shutdown's too): the task is no longer being cancelled.
+        if asked and task.uncancel() == 0:
+            raise CancelledOnRequest(reason) from None
+        raise
+    finally:
+        services.ended(attempt)
 
 
-async def _record_interrupted_despite_cancellation(ctx: RunContext, item: ClaimedItem) -> None:
+async def _record_interrupted_despite_cancellation(
+    ctx: RunContext, item: ClaimedItem, started_at: datetime
+) -> None:
     """Put the item back to Queued even if we are cancelled again meanwhile: the run's
     TaskGroup, or an event loop that is ending (``asyncio.run`` cancels what is left),
     would otherwise cut the write off and leave the row Processing."""
-    recording = asyncio.ensure_future(record_interrupted(ctx, item))
+    recording = asyncio.ensure_future(record_interrupted(ctx, item, started_at))
     while not recording.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(recording)

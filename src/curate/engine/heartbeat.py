@@ -1,4 +1,5 @@
-"""Heartbeat: while items run, extend their leases, all of a run's items in one statement.
+"""Heartbeat: while items run, extend their leases, all of a run's items in one statement,
+and look for cancel requests a worker without LISTEN missed (`curate.engine.cancel`).
 
 A lease that is not renewed expires, and the rescuer hands the row to another worker; a
 worker that is alive but slow keeps its rows by beating. Items are held per claim (id and
@@ -17,10 +18,12 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from typing import Any
 
+from curate.db.own_tables import missing_table
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
 from curate.engine.repeated_errors import log_error, log_recovery
 from curate.logs import logger
+from curate.sql import cancel as cancel_sql
 
 
 class Heartbeat:
@@ -67,6 +70,7 @@ class Heartbeat:
         params = statements.heartbeat_params(claims, timedelta(seconds=ctx.config.lease_seconds))
         still: list[Any] = []
         try:
+            look_for_cancels = await missing_table(ctx.engine, cancel_sql.TABLE) is None
             async with ctx.own_transaction() as session:
                 rows = (await session.execute(statements.heartbeat, params)).all()
                 missed = _missed(claims, rows)
@@ -76,6 +80,13 @@ class Heartbeat:
                             statements.still_held, statements.still_held_params(missed)
                         )
                     )
+                if look_for_cancels:
+                    requested = await session.execute(
+                        cancel_sql.REQUESTED,
+                        cancel_sql.requested_params(ctx.name, [claim for _, claim in claims]),
+                    )
+                    for request in requested:
+                        ctx.services.cancel((request.claim, request.item_id), request.reason)
         except Exception as exc:  # said once while it keeps failing the same way
             line = f"heartbeat failed, the next one retries: {format_error(exc)}"
             log_error(ctx.engine, ctx.name, "heartbeat", line)

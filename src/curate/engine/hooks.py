@@ -53,6 +53,9 @@ class ItemEvent:
     attempt: int
     worker_id: str
     outcome: Outcome | None = None
+    trace_context: str | None = None
+    """The ``traceparent`` of the trace that queued the row, where the table keeps it
+    (``<prefix>_trace_context``); `curate.contrib.tracing` links the item's span to it."""
 
 
 ItemHook = Callable[[ItemEvent], AbstractAsyncContextManager[Any]]
@@ -68,8 +71,9 @@ class Observer(Protocol):
     def claimed(self, workflow: str, count: int, seconds: float) -> None:
         """A claim statement returned ``count`` rows after ``seconds``."""
 
-    def rescued(self, workflow: str, count: int) -> None:
-        """The rescuer moved ``count`` rows with expired leases."""
+    def rescued(self, workflow: str, count: int, seconds: float) -> None:
+        """The rescuer moved ``count`` rows with expired leases, in a transaction that
+        took ``seconds`` (so a tracer can place its span)."""
 
 
 @asynccontextmanager

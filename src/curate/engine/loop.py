@@ -34,6 +34,8 @@ _COUNTERS = {
     Outcome.RETRIED: "retried",
     Outcome.DROPPED: "dropped",
     Outcome.UNRECORDED: "unrecorded",
+    Outcome.CANCELLED: "cancelled",
+    Outcome.SNOOZED: "snoozed",
 }
 
 
@@ -230,3 +232,5 @@ async def _execute(ctx: RunContext, item: ClaimedItem, run: _Running) -> None:
     counter = _COUNTERS.get(outcome)  # a batched completion is counted when written
     if counter is not None:
         setattr(run.result, counter, getattr(run.result, counter) + 1)
+        if ctx.tally is not None:
+            ctx.tally(ctx.name, counter, 1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -44,10 +44,14 @@ class Notifier:
         connect_args: Callable[[], Awaitable[dict[str, Any]]],
         workflows: list[str],
         wake: Callable[[str], None],
+        handlers: Mapping[str, Callable[[str], None]] | None = None,
     ) -> None:
+        """``handlers``: other channels to listen on, each with what to call with a
+        notification's payload (the cancel requests, `curate.engine.cancel`)."""
         self._connect_args = connect_args
         self._channels = {channel_for(name): name for name in workflows}
         self._wake = wake
+        self._handlers = dict(handlers or {})
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.received = 0
@@ -86,7 +90,7 @@ class Notifier:
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _: lost.set())
         try:
-            for channel in self._channels:
+            for channel in [*self._handlers, *self._channels]:
                 await connection.add_listener(channel, self._on_notification)
             self.connected.set()
             logger.debug("listening on {}", ", ".join(self._channels))
@@ -108,3 +112,6 @@ class Notifier:
         name = self._channels.get(channel)
         if name is not None:
             self._wake(name)
+        handler = self._handlers.get(channel)
+        if handler is not None:
+            handler(payload)

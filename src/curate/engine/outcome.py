@@ -7,6 +7,7 @@ finds no row to update: its transaction rolls back and the newer state stands.
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,8 +17,9 @@ from curate.engine.backoff import retry_on_connection_loss
 from curate.engine.context import ClaimedItem, RunContext
 from curate.engine.error_text import format_error
 from curate.engine.repeated_errors import log_error, log_recovery
-from curate.errors import NonRetryableError
+from curate.errors import NonRetryableError, Snooze, SnoozeLimitError
 from curate.logs import logger
+from curate.sql import history
 
 
 class Outcome(enum.Enum):
@@ -30,20 +32,30 @@ class Outcome(enum.Enum):
     """The database refused the write; the row stays Processing until it is rescued."""
     BATCHED = "batched"
     """Done; its completion is written later, with others (`curate.engine.batched`)."""
+    CANCELLED = "cancelled"
+    """Cancelled on request while it ran (`curate.engine.cancel`)."""
+    SNOOZED = "snoozed"
+    """The service snoozed (`curate.Snooze`): queued again for later, no attempt spent."""
 
 
-async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedItem) -> Outcome:
-    """Mark the item complete in the service's own transaction, then commit both together.
+async def record_success(
+    ctx: RunContext, session: AsyncSession, item: ClaimedItem, started_at: datetime
+) -> Outcome:
+    """Mark the item complete in the service's own transaction, then commit both together
+    (with the attempt's record, where the history is kept).
 
     A service that left no transaction open (it wrote nothing, or committed itself) has
     nothing to commit with the outcome: the fenced update then runs as its own
     transaction, which saves the BEGIN and COMMIT round trips.
     """
-    params = ctx.statements.complete_params(item.id, item.claim, item.attempt)
+    params = {
+        **ctx.statements.complete_params(item.id, item.claim, item.attempt),
+        **ctx.attempt_params(started_at),
+    }
     if session.in_transaction():
         # The statement limits are not set here (a SET LOCAL costs a round trip per item):
         # behind a lock, the row's own UPDATE waits as the service's statements do.
-        row = (await session.execute(ctx.statements.complete, params)).first()
+        row: Any = (await session.execute(ctx.statements.complete, params)).first()
         if row is None:
             await session.rollback()
         else:
@@ -58,13 +70,27 @@ async def record_success(ctx: RunContext, session: AsyncSession, item: ClaimedIt
     return Outcome.FAILED if failed_by_service else Outcome.COMPLETED
 
 
-async def record_failure(ctx: RunContext, item: ClaimedItem, error: BaseException) -> Outcome:
-    """In a fresh transaction: re-queue with backoff, or mark the item failed for good."""
+async def record_failure(
+    ctx: RunContext,
+    item: ClaimedItem,
+    error: BaseException,
+    started_at: datetime,
+    delay_seconds: float | None = None,
+) -> Outcome:
+    """In a fresh transaction: re-queue with backoff (or after ``delay_seconds``), or mark
+    the item failed for good."""
     policy = ctx.config.retry
     retry = ctx.binding.can_retry and policy.should_retry(error, item.attempt)
     message = format_error(error)
-    delay = policy.delay_seconds(item.attempt) if retry else None
-    refused = await _write_failure(ctx, item, message, retry=retry, delay_seconds=delay)
+    delay = None
+    if retry:
+        delay = delay_seconds if delay_seconds is not None else policy.delay_seconds(item.attempt)
+    attempt = ctx.attempt_params(started_at, history.RETRIED if retry else history.FAILED, error)
+    statuses = ctx.binding.statuses
+    to_status = statuses.queued if retry else statuses.failed
+    refused = await _write_failure(
+        ctx, item, message, attempt, to_status=to_status, delay_seconds=delay
+    )
     if refused is Outcome.DROPPED:
         refused = await _status_set_by_service(ctx, item, error) or _claim_lost("failure")
     if refused is not None:
@@ -111,10 +137,12 @@ async def _status_set_by_service(
     return final
 
 
-async def record_interrupted(ctx: RunContext, item: ClaimedItem) -> Outcome:
+async def record_interrupted(ctx: RunContext, item: ClaimedItem, started_at: datetime) -> Outcome:
     """The run was cancelled (shutdown past its grace period): back to Queued, due now."""
     message = "Interrupted: the worker shut down while the item ran"
-    refused = await _write_failure(ctx, item, message, retry=True, delay_seconds=0.0)
+    attempt = ctx.attempt_params(started_at, history.INTERRUPTED)
+    queued = ctx.binding.statuses.queued
+    refused = await _write_failure(ctx, item, message, attempt, to_status=queued, delay_seconds=0.0)
     if refused is Outcome.DROPPED:
         return _claim_lost("interruption")
     if refused is not None:
@@ -123,21 +151,88 @@ async def record_interrupted(ctx: RunContext, item: ClaimedItem) -> Outcome:
     return Outcome.RETRIED
 
 
-async def _write_failure(
-    ctx: RunContext, item: ClaimedItem, message: str, *, retry: bool, delay_seconds: float | None
-) -> Outcome | None:
-    """The fenced failure write: None once written, else why it was not (DROPPED: no row
-    was ours in Processing; the caller says why)."""
-    statuses = ctx.binding.statuses
-    params = ctx.statements.fail_params(
-        item.id,
-        item.claim,
-        item.attempt,
-        to_status=statuses.queued if retry else statuses.failed,
-        error=message,
-        delay_seconds=delay_seconds,
-        now=clock.now_override(),
+async def record_snoozed(
+    ctx: RunContext, item: ClaimedItem, snooze: Snooze, started_at: datetime
+) -> Outcome:
+    """The service snoozed: back to Queued after the delay, the attempt given back (fenced
+    on the claim). Past ``max_snoozes``, or without the snoozes column, the snooze spends
+    the attempt as a failure (`SnoozeLimitError`) retried after the same delay."""
+    statement = ctx.statements.snooze
+    if statement is not None:
+        params = {
+            **ctx.statements.snooze_params(
+                item.id,
+                item.claim,
+                item.attempt,
+                delay_seconds=snooze.seconds,
+                max_snoozes=ctx.config.max_snoozes,
+                now=clock.now_override(),
+            ),
+            **ctx.attempt_params(started_at, history.SNOOZED),
+        }
+
+        async def write() -> list[Any]:
+            return await ctx.execute_alone(statement, params)
+
+        try:
+            snoozed = await retry_on_connection_loss(write, "recording the snooze")
+        except Exception as exc:
+            line = f"could not record the snooze: {format_error(exc)}; the lease expiry will"
+            log_error(ctx.engine, ctx.name, "outcome", f"{line} hand the item back")
+            return Outcome.UNRECORDED
+        if snoozed:
+            logger.info("snoozed for {:g} s", snooze.seconds)
+            return Outcome.SNOOZED
+        why = f"it snoozed {ctx.config.max_snoozes} times already (max_snoozes)"
+    else:
+        why = f"table {ctx.binding.table.name} has no snoozes column to count it in"
+    limit = SnoozeLimitError(f"snoozed for {snooze.seconds:g} s, spending the attempt: {why}")
+    return await record_failure(ctx, item, limit, started_at, delay_seconds=snooze.seconds)
+
+
+async def record_cancelled(
+    ctx: RunContext, item: ClaimedItem, reason: str | None, started_at: datetime
+) -> Outcome:
+    """The service was cancelled on request (`curate.engine.cancel`): the row ends in the
+    workflow's cancelled status (its failed status if it has none), fenced on the claim."""
+    message = f"Cancelled: {reason}" if reason else "Cancelled"
+    attempt = ctx.attempt_params(started_at, history.CANCELLED)
+    to_status = ctx.binding.statuses.cancel_ends_in
+    refused = await _write_failure(
+        ctx, item, message, attempt, to_status=to_status, delay_seconds=None
     )
+    if refused is Outcome.DROPPED:
+        return _claim_lost("cancellation")
+    if refused is not None:
+        return refused
+    logger.warning("cancelled while it ran: {}", message)
+    return Outcome.CANCELLED
+
+
+async def _write_failure(
+    ctx: RunContext,
+    item: ClaimedItem,
+    message: str,
+    attempt: dict[str, Any],
+    *,
+    to_status: enum.Enum,
+    delay_seconds: float | None,
+) -> Outcome | None:
+    """The fenced failure write, with ``attempt`` (`RunContext.attempt_params`): None once
+    written, else why it was not (DROPPED: no row was ours in Processing; the caller says
+    why)."""
+    params = {
+        **ctx.statements.fail_params(
+            item.id,
+            item.claim,
+            item.attempt,
+            to_status=to_status,
+            error=message,
+            delay_seconds=delay_seconds,
+            now=clock.now_override(),
+        ),
+        **attempt,
+    }
 
     async def write() -> Any:
         rows = await ctx.execute_alone(ctx.statements.fail, params)

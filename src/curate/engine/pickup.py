@@ -9,7 +9,7 @@ Both sides are synchronous code, so no wake-up can fall between them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -62,11 +62,15 @@ class Pickup:
         self._timers[name] = loop.call_later(max(seconds, 0.0), self.wake, name)
 
     def listen(
-        self, connect_args: Callable[[], Awaitable[dict[str, Any]]], names: list[str]
+        self,
+        connect_args: Callable[[], Awaitable[dict[str, Any]]],
+        names: list[str],
+        handlers: Mapping[str, Callable[[str], None]] | None = None,
     ) -> None:
-        """Start the LISTEN connection for ``names`` (no-op if it runs already)."""
+        """Start the LISTEN connection for ``names`` and the channels of ``handlers``
+        (no-op if it runs already)."""
         if self.notifier is None and names:
-            self.notifier = Notifier(connect_args, names, self.wake)
+            self.notifier = Notifier(connect_args, names, self.wake, handlers)
             self.notifier.start()
 
     async def stop(self) -> None:

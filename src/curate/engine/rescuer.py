@@ -6,6 +6,7 @@ length of one transaction, makes one of them do the work at a time and the other
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -42,9 +43,13 @@ async def rescue_expired(ctx: RunContext) -> list[Rescued] | None:
     stale = ctx.config.stale_after_seconds
     if ctx.binding.lease_until is None and stale is None:
         return []  # a seed-style table without a stale age: nothing may be presumed dead
-    params = ctx.statements.rescue_params(
-        ctx.config.retry.max_attempts, timedelta(seconds=stale) if stale is not None else None
-    )
+    params = {
+        **ctx.statements.rescue_params(
+            ctx.config.retry.max_attempts, timedelta(seconds=stale) if stale is not None else None
+        ),
+        **ctx.attempt_params(None),
+    }
+    started = time.monotonic()
     async with ctx.own_transaction() as session:
         locked = await session.scalar(
             select(func.pg_try_advisory_xact_lock(advisory_lock_key(ctx)))
@@ -54,7 +59,8 @@ async def rescue_expired(ctx: RunContext) -> list[Rescued] | None:
         rows = (await session.execute(statement, params)).all()
     rescued = [Rescued(id=row.id, attempt=row.attempt, status=row.status) for row in rows]
     if rescued:
-        notify_observers(ctx.observers, lambda o: o.rescued(ctx.name, len(rescued)))
+        seconds = time.monotonic() - started
+        notify_observers(ctx.observers, lambda o: o.rescued(ctx.name, len(rescued), seconds))
         failed = ctx.binding.status_value(ctx.binding.statuses.failed)
         given_up = [r.id for r in rescued if r.status == failed]
         logger.bind(workflow=ctx.name).warning(

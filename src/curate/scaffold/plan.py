@@ -294,6 +294,7 @@ def _column_lines(name: str, limit: int) -> str:
         (names.claimed_by, "str | None", "String(200)"),
         (names.lease_until, "datetime | None", "DateTime(timezone=True)"),
         (names.priority, "int", 'server_default="0"'),
+        (names.snoozes, "int", 'server_default="0"'),
     ]
     lines = []
     for column, python_type, argument in specs:

@@ -54,6 +54,7 @@ _periodic_runners: dict[str, PeriodicRunner] = {}
 """The periodic jobs of the shared scheduler, by name: shutdown waits for their runs."""
 
 RESCUE_JOB_ID = "curate_rescue_expired_leases"
+STATS_JOB_ID = "curate_flush_workflow_stats"
 
 
 def _log_job_error(event: JobExecutionEvent) -> None:
@@ -108,7 +109,8 @@ class SharedScheduler(AsyncIOScheduler):  # type: ignore[misc]
 
     def start(self, paused: bool = False, *, runtime: Runtime | None = None) -> None:
         """Start on the running event loop, with curate's rescuer job (every
-        ``CURATE_RESCUE_INTERVAL_SECONDS``, one worker at a time, by an advisory lock) and,
+        ``CURATE_RESCUE_INTERVAL_SECONDS``, one worker at a time, by an advisory lock), the
+        job that writes the dashboard's stats (every ``CURATE_STATS_INTERVAL_SECONDS``) and,
         with ``CURATE_LISTEN_NOTIFY``, instant pick-up (LISTEN) for the registered workflows.
 
         ``runtime`` defaults to `get_runtime()`; the shutdown uses the same one. With
@@ -132,6 +134,11 @@ class SharedScheduler(AsyncIOScheduler):  # type: ignore[misc]
             runtime.rescue,
             job_id=RESCUE_JOB_ID,
             interval_seconds=runtime.settings.rescue_interval_seconds,
+        )
+        add_interval_job(
+            runtime.flush_stats,
+            job_id=STATS_JOB_ID,
+            interval_seconds=runtime.settings.stats_interval_seconds,
         )
         super().start(paused)
         if runtime.settings.listen_notify:
@@ -186,6 +193,7 @@ class SharedScheduler(AsyncIOScheduler):  # type: ignore[misc]
                 runtime.stop_runs(grace_seconds),
                 *(runner.stop(grace_seconds) for runner in list(_periodic_runners.values())),
             )
+            await runtime.flush_stats()  # the outcomes since the last flush
         except asyncio.CancelledError:
             loop_ending = True
             raise

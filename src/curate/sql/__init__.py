@@ -7,6 +7,8 @@
 - `curate.sql.periodic`: the table of periodic jobs' runs (claim a time, finish).
 - `curate.sql.controls`: curate's table of per-workflow controls (pause, rate-limit
   buckets).
+- `curate.sql.stats`: curate's table of outcomes per workflow and minute (the dashboard's
+  charts); `curate.sql.items`: the dashboard's list of a workflow's rows.
 - `curate.sql.own_tables`: the DDL of those two tables of curate's own (for migrations,
   ``curate db upgrade`` and the test fixtures) and the look-up of whether one exists.
 - `curate.sql.inspect`: read-only look-ups for tests (the rows of a workflow in a status).

@@ -89,6 +89,13 @@ def lease_cleared(binding: TableBinding) -> dict[Any, Any]:
     return {binding.lease_until: null()} if binding.lease_until is not None else {}
 
 
+def trace_context_returned(binding: TableBinding) -> tuple[ColumnElement[Any], ...]:
+    """``trace_context``, for a claim to return, where the table has the column; nothing
+    otherwise, so the claim of any other table is unchanged."""
+    column = binding.trace_context
+    return () if column is None else (column.label("trace_context"),)
+
+
 def status_inline(binding: TableBinding, status: enum.Enum, name: str) -> ColumnElement[bool]:
     """``status = <value>`` with the value rendered inline through the column's type, so the
     planner matches it to the partial index even for a generic plan of a prepared statement.

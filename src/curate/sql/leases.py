@@ -28,6 +28,7 @@ from curate.sql.expressions import (
     status_inline,
     status_param,
     touch,
+    trace_context_returned,
 )
 
 
@@ -68,15 +69,16 @@ def still_held(binding: TableBinding) -> Select[Any] | None:
 
 
 def claimed_with(binding: TableBinding) -> Select[Any] | None:
-    """The rows a claim token holds (``curate_claim``): ``id``, ``attempt``, in claim
-    order. A claim whose reply was lost with the connection did commit or did not; its
-    retry looks here before claiming again, so it never holds two batches at once."""
+    """The rows a claim token holds (``curate_claim``): ``id``, ``attempt`` (and
+    ``trace_context``, as the claim returns it), in claim order. A claim whose reply was
+    lost with the connection did commit or did not; its retry looks here before claiming
+    again, so it never holds two batches at once."""
     b = binding
     if b.claimed_by is None:
         return None
     attempt = b.attempts if b.attempts is not None else literal_column("1")
     return (
-        select(b.pk.label("id"), attempt.label("attempt"))
+        select(b.pk.label("id"), attempt.label("attempt"), *trace_context_returned(b))
         .where(
             b.claimed_by == bindparam("curate_claim"),
             b.status == status_param(b, "curate_processing"),

@@ -1,7 +1,9 @@
 """The DDL of curate's own tables, for everything that creates them and looks for them.
 
-curate keeps two tables of its own next to the app's: ``curate_workflow_controls``
-(`curate.sql.controls`) and ``curate_periodic_runs`` (`curate.sql.periodic`). They come
+curate keeps tables of its own next to the app's: ``curate_workflow_controls``
+(`curate.sql.controls`), ``curate_periodic_runs`` (`curate.sql.periodic`),
+``curate_attempts`` (`curate.sql.history`), ``curate_cancellations``
+(`curate.sql.cancel`) and ``curate_workflow_stats`` (`curate.sql.stats`). They come
 from a migration (`curate.migrations.create_curate_tables`, ``curate db upgrade``, the
 test fixtures), never from the app's role at run time, which may not create tables. Each
 statement is idempotent, so a database whose tables an older curate created is fine.
@@ -11,9 +13,9 @@ from __future__ import annotations
 
 from sqlalchemy import TextClause, text
 
-from curate.sql import controls, periodic
+from curate.sql import cancel, controls, history, periodic, stats
 
-TABLES = (controls.TABLE, periodic.TABLE)
+TABLES = (controls.TABLE, periodic.TABLE, history.TABLE, cancel.TABLE, stats.TABLE)
 """curate's own tables, in the order they are created."""
 
 
@@ -59,6 +61,9 @@ def create(schema: str | None = None) -> list[TextClause]:
             "CREATE INDEX IF NOT EXISTS curate_periodic_runs_unfinished"
             f" ON {runs} (job_name, scheduled_at) WHERE finished_at IS NULL"
         ),
+        *history.ddl(_qualified(history.TABLE, schema)),
+        *cancel.ddl(_qualified(cancel.TABLE, schema)),
+        stats.create_table(_qualified(stats.TABLE, schema)),
     ]
 
 
@@ -76,6 +81,9 @@ def table_exists_params(name: str, schema: str | None = None) -> dict[str, str]:
     """``name`` in ``schema``, or on the search_path as the statements that use it see it."""
     return {"curate_table": _qualified(name, schema)}
 
+
+CAN_INSERT = text("SELECT has_table_privilege(to_regclass(:curate_table), 'INSERT')")
+"""Whether the role may insert into ``curate_table`` (which exists). Params: ``curate_table``."""
 
 FIRST_SCHEMA = text(
     "SELECT coalesce(nullif(btrim(split_part(current_setting('search_path'), ',', 1), ' \"'),"

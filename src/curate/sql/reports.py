@@ -99,14 +99,23 @@ def status_summary(binding: TableBinding) -> Select[Any]:
 UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
+def first_line(binding: TableBinding) -> ColumnElement[str]:
+    """The error's first line, at most 300 characters ('' for no error)."""
+    return func.left(func.split_part(func.coalesce(binding.error, ""), "\n", 1), 300)
+
+
+def error_group_message(binding: TableBinding) -> ColumnElement[str]:
+    """The first line with UUIDs as ``<uuid>`` and numbers as ``N``: the error's group."""
+    return func.regexp_replace(
+        func.regexp_replace(first_line(binding), UUID_PATTERN, "<uuid>", "gi"), "[0-9]+", "N", "g"
+    )
+
+
 def error_groups(binding: TableBinding) -> Select[Any]:
     """Errors differing only in ids and numbers (a URL, a line number) fall in one group:
     the group's ``message`` has them as ``<uuid>`` and ``N``; ``example`` is a real one."""
     b = binding
-    first_line = func.left(func.split_part(func.coalesce(b.error, ""), "\n", 1), 300)
-    message = func.regexp_replace(
-        func.regexp_replace(first_line, UUID_PATTERN, "<uuid>", "gi"), "[0-9]+", "N", "g"
-    )
+    message = error_group_message(b)
     rows = func.count()
     last_seen = func.max(b.updated_at) if b.updated_at is not None else null()
     return (
@@ -114,7 +123,7 @@ def error_groups(binding: TableBinding) -> Select[Any]:
             message.label("message"),
             rows.label("rows"),
             last_seen.label("last_seen"),
-            func.min(first_line).label("example"),
+            func.min(first_line(b)).label("example"),
         )
         .where(b.status == status_param(b, "curate_failed"))
         .group_by(message)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy import (
     Interval,
     Select,
     Table,
+    Text,
     and_,
     any_,
     bindparam,
@@ -43,7 +44,7 @@ from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.util import ClauseAdapter
 
 from curate.engine.binding import TableBinding
-from curate.sql import leases, reports
+from curate.sql import history, leases, reports
 from curate.sql.controls import not_paused
 from curate.sql.expressions import (
     claim_order,
@@ -56,8 +57,13 @@ from curate.sql.expressions import (
     status_inline,
     status_param,
     touch,
+    trace_context_returned,
 )
 from curate.sql.reports import RequeueSelection
+
+Write = ReturningUpdate[Any] | Select[Any]
+"""An outcome's write: a fenced UPDATE, or with attempt history the UPDATE inside a
+statement that also inserts the attempt (`WorkflowStatements.with_history`)."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,8 @@ class WorkflowStatements:
     - ``claim``: marks up to ``limit`` due queued rows Processing, counts the attempt,
       stamps worker and lease, clears the error; nothing while the workflow is paused
       (`curate.sql.controls`); with a lock key, skips rows whose key is held (see
-      `_lock_free`). Returns ``id``, ``attempt`` by priority, then the
-      workflow's order.
+      `_lock_free`). Returns ``id``, ``attempt`` (and ``trace_context`` where the table
+      has it) by priority, then the workflow's order.
     - ``claim_without_controls``: the same without the pause check, for a database that
       has no ``curate_workflow_controls`` yet (where nothing can be paused).
     - ``complete``: fenced on the claim; sets the complete status unless the service
@@ -80,8 +86,12 @@ class WorkflowStatements:
       attempts/claimed_by.
     - ``fail``: fenced on the claim and on Processing; re-queues after a delay or sets
       the failed status for good (``delay_seconds`` None).
+    - ``snooze``: fenced on the claim, on Processing and on fewer than
+      ``curate_max_snoozes`` snoozes; back to Queued after ``curate_delay_seconds``, the
+      attempt given back, the snooze counted. None without attempts, run_after, snoozes.
     - ``queue``: queues rows afresh (attempts 0 unless the row is running), due now, at
-      ``curate_run_at`` or after ``curate_run_in``, with ``curate_priority`` if given.
+      ``curate_run_at`` or after ``curate_run_in``, with ``curate_priority`` if given;
+      stores ``curate_trace_context`` where the table has the column.
     - ``release``: fenced on the claim and on Processing; hands a claimed item that never
       started back to Queued, uncounting its attempt.
     - ``heartbeat``: extends the leases of the run's claims (id and claim token) whose
@@ -115,15 +125,16 @@ class WorkflowStatements:
 
     claim: Select[Any]
     claim_without_controls: Select[Any]
-    complete: ReturningUpdate[Any]
-    complete_many: ReturningUpdate[Any] | None
-    fail: ReturningUpdate[Any]
+    complete: Write
+    complete_many: Write | None
+    fail: Write
+    snooze: Write | None
     queue: Update
     release: ReturningUpdate[Any]
     heartbeat: ReturningUpdate[Any] | None
     still_held: Select[Any] | None
     claimed_with: Select[Any] | None
-    rescue: ReturningUpdate[Any] | None
+    rescue: Write | None
     status_summary: Select[Any]
     error_groups: Select[Any]
     binding: TableBinding
@@ -136,17 +147,81 @@ class WorkflowStatements:
             complete=_complete(binding),
             complete_many=_complete_many(binding) if binding.fences_by_claim else None,
             fail=_fail(binding),
+            snooze=_snooze(binding),
             queue=_queue(binding),
             release=_release(binding),
             heartbeat=leases.heartbeat(binding),
             still_held=leases.still_held(binding),
             claimed_with=leases.claimed_with(binding),
-            rescue=leases.rescue_expired(binding)
-            if binding.lease_until is not None
-            else (leases.rescue_stale(binding) if binding.updated_at is not None else None),
+            rescue=_rescue(binding),
             status_summary=reports.status_summary(binding),
             error_groups=reports.error_groups(binding),
             binding=binding,
+        )
+
+    def with_history(self) -> WorkflowStatements:
+        """These statements with every outcome write (complete, fail, the batched
+        completion, the rescue) also recording the attempt in ``curate_attempts``, in the
+        same statement (`curate.sql.history.logged`); the others are shared.
+
+        The writes are built afresh, not taken from these: a statement that has run keeps
+        its columns memoized, and the RETURNING columns `logged` adds would not show."""
+        b = self.binding
+        # A completion's error is the row's own (a service that wrote Error itself), as
+        # is the rescue's; neither has an exception to tell the type or traceback of.
+        completion = {
+            "error": history.row_error,
+            "error_type": history.nothing,
+            "traceback": history.nothing,
+        }
+        complete_many = None
+        if self.complete_many is not None:
+            ids = bindparam("curate_ids", type_=ARRAY(b.pk.type))
+            complete_many = history.logged(
+                _complete_many(b),
+                b,
+                outcome=history.given_text(history.COMPLETED),
+                started_at=history.started_by_position(ids),
+                **completion,
+            )
+        snooze: Write | None = None
+        fresh_snooze = _snooze(b)
+        if fresh_snooze is not None:
+            snooze = history.logged(
+                fresh_snooze,
+                b,
+                outcome=history.given_text(history.SNOOZED),
+                error=history.nothing,
+                error_type=history.nothing,
+                traceback=history.nothing,
+            )
+        rescue: Write | None = None
+        fresh_rescue = _rescue(b)
+        if fresh_rescue is not None:
+            rescue = history.logged(
+                fresh_rescue,
+                b,
+                outcome=history.outcome_of_status(
+                    b, if_failed=history.FAILED, otherwise=history.LEASE_EXPIRED
+                ),
+                started_at=history.nothing,
+                worker=history.nothing,
+                **completion,
+            )
+        return replace(
+            self,
+            complete=history.logged(
+                _complete(b),
+                b,
+                outcome=history.outcome_of_status(
+                    b, if_failed=history.FAILED, otherwise=history.COMPLETED
+                ),
+                **completion,
+            ),
+            complete_many=complete_many,
+            fail=history.logged(_fail(b), b),
+            snooze=snooze,
+            rescue=rescue,
         )
 
     def claim_params(
@@ -210,6 +285,27 @@ class WorkflowStatements:
             "curate_now": now,
         }
 
+    def snooze_params(
+        self,
+        item_id: Any,
+        claim: str,
+        attempt: int,
+        *,
+        delay_seconds: float,
+        max_snoozes: int,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """``now``: a frozen clock's time (tests) the delay counts from."""
+        statuses = self.binding.statuses
+        return {
+            **_fence_params(item_id, claim, attempt),
+            "curate_processing": self._status(statuses.processing),
+            "curate_queued": self._status(statuses.queued),
+            "curate_delay_seconds": delay_seconds,
+            "curate_max_snoozes": max_snoozes,
+            "curate_now": now,
+        }
+
     def release_params(self, item_id: Any, claim: str, attempt: int) -> dict[str, Any]:
         statuses = self.binding.statuses
         return {
@@ -260,15 +356,19 @@ class WorkflowStatements:
         run_in: timedelta | None = None,
         priority: int | None = None,
         now: datetime | None = None,
+        trace_context: str | None = None,
     ) -> dict[str, Any]:
         """Due at ``run_at``, or ``run_in`` after now (``now``: a frozen clock's time), or
-        at once; ``priority`` None keeps the row's priority."""
+        at once; ``priority`` None keeps the row's priority; ``trace_context``: the
+        queueing span's ``traceparent`` (`curate.trace_context`), for tables with the
+        column."""
         return {
             "curate_ids": list(ids),
             "curate_run_at": run_at,
             "curate_run_in": run_in,
             "curate_priority": priority,
             "curate_now": now,
+            "curate_trace_context": trace_context,
         }
 
     def status_params(self, window: timedelta) -> dict[str, Any]:
@@ -298,7 +398,8 @@ class WorkflowStatements:
             **lease_cleared(b),
             **touch(b),
         }
-        for column, value in ((b.attempts, 0), (b.run_after, null()), (b.claimed_by, null())):
+        afresh = ((b.attempts, 0), (b.snoozes, 0), (b.run_after, null()), (b.claimed_by, null()))
+        for column, value in afresh:
             if column is not None:
                 values[column] = value
         return (
@@ -372,6 +473,13 @@ class WorkflowStatements:
         return self.binding.status_value(status)
 
 
+def _rescue(binding: TableBinding) -> ReturningUpdate[Any] | None:
+    """By lease where the table has one, else by ``updated_at``; None with neither."""
+    if binding.lease_until is not None:
+        return leases.rescue_expired(binding)
+    return leases.rescue_stale(binding) if binding.updated_at is not None else None
+
+
 def _fence_params(item_id: Any, claim: str, attempt: int) -> dict[str, Any]:
     return {"curate_id": item_id, "curate_claim": claim, "curate_attempt": attempt}
 
@@ -420,14 +528,10 @@ def _claim(binding: TableBinding, *, check_pause: bool = True) -> Select[Any]:
         update(b.table)
         .where(pk_among(b, chosen.c.id))
         .values(values)
-        .returning(b.pk.label("id"), attempt.label("attempt"))
+        .returning(b.pk.label("id"), attempt.label("attempt"), *trace_context_returned(b))
         .cte("claimed")
     )
-    return (
-        select(claimed.c.id, claimed.c.attempt)
-        .join(chosen, chosen.c.id == claimed.c.id)
-        .order_by(chosen.c.position)
-    )
+    return select(*claimed.c).join(chosen, chosen.c.id == claimed.c.id).order_by(chosen.c.position)
 
 
 def _matching(binding: TableBinding) -> tuple[ColumnElement[bool], ...]:
@@ -578,7 +682,42 @@ def _queue(binding: TableBinding) -> Update:
         values[b.priority] = func.coalesce(
             bindparam("curate_priority", type_=Integer()), b.priority
         )
+    if b.trace_context is not None:
+        values[b.trace_context] = bindparam("curate_trace_context", type_=Text())
+    if b.snoozes is not None:
+        values[b.snoozes] = 0
     return update(b.table).where(pk_in_ids(b.pk)).values(values)
+
+
+def _snooze(binding: TableBinding) -> ReturningUpdate[Any] | None:
+    """None without the columns a snooze needs: the attempt count to give back, the time
+    it is due and the count of snoozes that bounds them."""
+    b = binding
+    if b.attempts is None or b.run_after is None or b.snoozes is None:
+        return None
+    return (
+        update(b.table)
+        .where(
+            _claim_fence(b),
+            b.status == status_param(b, "curate_processing"),
+            b.snoozes < bindparam("curate_max_snoozes", type_=Integer()),
+        )
+        .values(
+            {
+                b.status: status_param(b, "curate_queued"),
+                b.error: null(),
+                b.attempts: b.attempts - 1,
+                b.snoozes: b.snoozes + 1,
+                b.run_after: now_or_frozen()
+                + func.make_interval(
+                    0, 0, 0, 0, 0, 0, bindparam("curate_delay_seconds", type_=Float())
+                ),
+                **lease_cleared(b),
+                **touch(b),
+            }
+        )
+        .returning(b.pk)
+    )
 
 
 def _release(binding: TableBinding) -> ReturningUpdate[Any]:

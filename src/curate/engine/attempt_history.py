@@ -1,0 +1,86 @@
+"""The attempt history as the engine keeps it: which statements record attempts, and the
+trim that bounds the table (`curate.sql.history`).
+
+Recording costs no statement of its own: the outcome writes record the attempt themselves.
+It is on unless ``CURATE_ATTEMPT_HISTORY=false``, and only where ``curate_attempts``
+exists (a migration creates it, never the app's role at run time): without it the
+outcomes are written as before, with one warning.
+"""
+
+from __future__ import annotations
+
+import weakref
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from curate.db.own_tables import can_insert, missing_table
+from curate.engine.error_text import format_error
+from curate.logs import logger
+from curate.settings import CurateSettings
+from curate.sql import WorkflowStatements, history
+from curate.workflow import Workflow
+
+TRIM_BATCH = 10_000
+"""Attempts deleted by age in one pass at most; a pass that finds more leaves them to the
+next, so a first trim of a large backlog never holds a long transaction."""
+
+
+async def statements_for(
+    workflow: Workflow, engine: AsyncEngine, settings: CurateSettings
+) -> WorkflowStatements:
+    """The workflow's statements, recording attempts when the history is on and its table
+    exists."""
+    if not settings.attempt_history:
+        return workflow.statements
+    try:
+        missing = await missing_table(engine, history.TABLE)
+        writable = missing is None and await can_insert(engine, history.TABLE)
+    except Exception as exc:  # the run's claim will say what is wrong with the database
+        logger.debug("could not look for the attempt history's table: {}", format_error(exc))
+        return workflow.statements
+    if writable:
+        return workflow.logged_statements
+    if missing is not None:
+        why = f"{missing}; {missing.how_to_create}"
+    else:
+        why = f"the database role may not insert into {history.TABLE}; grant it INSERT"
+    _say_once(
+        engine, f"the attempt history is not recorded: {why} (or set CURATE_ATTEMPT_HISTORY=false)"
+    )
+    return workflow.statements
+
+
+_said: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+"""Per engine, the last reason given for not recording: said once, not at every run."""
+
+
+def _say_once(engine: AsyncEngine, line: str) -> None:
+    if _said.get(engine.sync_engine) != line:
+        _said[engine.sync_engine] = line
+        logger.warning("{}", line)
+
+
+async def trim(engine: AsyncEngine, settings: CurateSettings, since: timedelta) -> int | None:
+    """Delete attempts older than ``attempt_history_days`` (at most `TRIM_BATCH`) and all but
+    the newest ``attempt_history_per_item`` of each item that had an attempt within
+    ``since``; how many were deleted. None when another worker is trimming, or when the
+    history is off or its table missing."""
+    if not settings.attempt_history or await missing_table(engine, history.TABLE) is not None:
+        return None
+    async with engine.begin() as connection:
+        if not await connection.scalar(history.TRIM_LOCK):
+            return None
+        old = await connection.execute(
+            history.TRIM_OLD,
+            {
+                "curate_age": timedelta(days=settings.attempt_history_days),
+                "curate_limit": TRIM_BATCH,
+            },
+        )
+        extra = await connection.execute(
+            history.TRIM_PER_ITEM,
+            {"curate_since": since, "curate_keep": settings.attempt_history_per_item},
+        )
+    return old.rowcount + extra.rowcount
