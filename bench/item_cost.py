@@ -13,6 +13,15 @@ with ``--pgqueuer-python``, for what a dedicated queue table costs instead: PgQu
 own, drained by its default consumer (batch 10) and with batch 100, as the drain
 benchmark runs it (bench/runners/pgqueuer_cost.py, in PgQueuer's environment).
 
+curate's cases are each measured twice, ``history`` off and on: off, the worker's settings
+have ``attempt_history`` false (``CURATE_ATTEMPT_HISTORY=false``) and the schema has no
+``curate_attempts``; on, the table is there (curate's own DDL: a primary key and two
+indexes) and every outcome's statement also inserts the attempt. After the drain the case
+checks that this is what happened: on, ``curate_attempts`` holds one completed attempt
+per item and the worker's statements inserted into it; off, none of the worker's
+statements named it. The history's writes are in the same server's WAL, B-trees and CPU
+time, so the difference of the two lines is what the history costs an item.
+
 Each case: a fresh schema on a PostgreSQL of the measure's own (tests/dedicated_server.py,
 as root, with ``pg_stat_statements`` loaded, so no other client's statements count), the
 table made and (curate) loaded with ``rows`` rows Complete, ``items`` queued (curate: an
@@ -26,12 +35,17 @@ counted). Per item:
   own few are noise at this count);
 - ``wal_bytes``, and the WAL records of heaps and of B-trees (each B-tree record an
   index entry written, or a page split), from pg_walinspect over the drain;
+  ``fpi_bytes``, the full-page images among those bytes: 0 when no checkpoint fell
+  inside the case (each case starts with one, and the server makes no other within an
+  hour or 16 GB of WAL), which is what makes the WAL of cases comparable;
 - ``hot_share``: HOT updates ÷ updates of the queued table (pg_stat_user_tables);
 - ``server_cpu_us``: the CPU time of the server's processes during the drain (backends,
   WAL writer, checkpointer: what a larger server would have to provide per item), and
   ``exec_us``: the statements' execution time, pg_stat_statements' ``total_exec_time``;
 - ``items_per_s`` of the drain, for the ratio of the realistic table to the narrow one
-  (the issue's target: ≥ 0.8).
+  (the issue's target: ≥ 0.8);
+- with history on, ``history_statements``: the worker's statements that inserted into
+  ``curate_attempts`` (one per outcome write; a batched completion records many items).
 
 One JSON line per case on stdout. Needs root (the dedicated server runs as ``postgres``).
 """
@@ -40,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -59,6 +74,7 @@ from tests.dedicated_server import dedicated_server  # noqa: E402
 
 import curate  # noqa: E402
 from curate.db.own_tables import create_own_tables  # noqa: E402
+from curate.sql.history import TABLE as ATTEMPTS  # noqa: E402
 
 WORKER_ROLE = "curate_worker"
 PGQUEUER_COST = ROOT / "bench" / "runners" / "pgqueuer_cost.py"
@@ -70,6 +86,8 @@ class Case:
 
     shape: str
     mode: str
+    history: bool | None
+    """curate's attempt history on or off; None for a system that has none."""
     rows: int
     items: int
     schema: str
@@ -77,6 +95,10 @@ class Case:
     """The server as the counted role."""
     data_dir: Path
     """The server's, to find its processes (their CPU time)."""
+
+    def __str__(self) -> str:
+        history = "" if self.history is None else f", history {'on' if self.history else 'off'}"
+        return f"{self.shape} {self.mode}{history}"
 
 
 class Shape(Protocol):
@@ -93,6 +115,10 @@ class Shape(Protocol):
     def modes(self) -> tuple[str, ...]: ...
 
     @property
+    def histories(self) -> tuple[bool | None, ...]:
+        """The attempt history's settings measured in each mode (None: the system has none)."""
+
+    @property
     def unfinished_sql(self) -> str:
         """How many items are left once the drain is over (0, or the case failed)."""
 
@@ -104,6 +130,11 @@ class Shape(Protocol):
 
     async def drain(self, case: Case) -> float:
         """Run one worker until the queue is empty: its seconds."""
+
+    async def verify(self, conn: AsyncConnection, case: Case) -> dict[str, Any]:
+        """After the drain (``conn`` the measure's, in the case's schema, the worker's
+        statements still counted): raise unless the drain wrote what the case asked for;
+        figures of it for the case's line."""
 
 
 async def noop(item_id: Any, session: Any) -> None:
@@ -129,6 +160,7 @@ class CurateTable:
     """SQL that fills ``{table}`` with ``{rows}`` rows, all Complete (several statements)."""
     system = "curate"
     modes = tuple(CURATE_MODES)
+    histories = (False, True)
 
     @property
     def unfinished_sql(self) -> str:
@@ -140,6 +172,8 @@ class CurateTable:
     async def build(self, conn: AsyncConnection, case: Case) -> None:
         await conn.run_sync(self.metadata.create_all)
         await create_own_tables(conn)
+        if not case.history:
+            await conn.execute(text(f"DROP TABLE {ATTEMPTS}"))
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
         await raw.execute(self.load.format(table=self.table, rows=case.rows))
@@ -158,6 +192,7 @@ class CurateTable:
             database_schema=case.schema,
             pool_size=110,
             worker_id="cost",
+            attempt_history=bool(case.history),
         )
         runtime = curate.Runtime(settings)
         options = {
@@ -174,6 +209,20 @@ class CurateTable:
             await runtime.close()
         return time.perf_counter() - started
 
+    async def verify(self, conn: AsyncConnection, case: Case) -> dict[str, Any]:
+        named = (await conn.execute(text(NAMING_HISTORY), {"role": WORKER_ROLE})).one()
+        if not case.history:
+            if named.calls:
+                raise RuntimeError(f"{case}: {named.calls} statements named {ATTEMPTS}")
+            return {}
+        recorded = (await conn.execute(text(RECORDED))).one()
+        if not named.inserts or not recorded.attempts == recorded.completed == case.items:
+            raise RuntimeError(
+                f"{case}: {recorded.attempts} attempts ({recorded.completed} completed) for"
+                f" {case.items} items, by {named.inserts} statements inserting into {ATTEMPTS}"
+            )
+        return {"history_statements": round(float(named.inserts) / case.items, 3)}
+
 
 PGQUEUER_MODES = {"default": 10, "batch 100": 100}
 """PgQueuer's batch size in the drain benchmark's configurations of it (bench/run.py)."""
@@ -188,6 +237,7 @@ class PgQueuerTable:
     system = "pgqueuer"
     table = "pgqueuer"
     modes = tuple(PGQUEUER_MODES)
+    histories = (None,)
     unfinished_sql = "SELECT count(*) FROM pgqueuer"
     """A job leaves the queue table when its outcome is written (to pgqueuer_log)."""
 
@@ -201,6 +251,9 @@ class PgQueuerTable:
         batch = str(PGQUEUER_MODES[case.mode])
         out = await self._run(case, "drain", "--n", str(case.items), "--batch-size", batch)
         return float(json.loads(out)["seconds"])
+
+    async def verify(self, conn: AsyncConnection, case: Case) -> dict[str, Any]:
+        return {}
 
     async def _run(self, case: Case, *args: str) -> str:
         """One command of pgqueuer_cost.py as the counted role: its stdout."""
@@ -251,12 +304,21 @@ SELECT coalesce(sum(calls) FILTER (WHERE query !~* '^(begin|commit|rollback)\M')
        coalesce(sum(total_exec_time), 0) AS exec_ms
 FROM public.pg_stat_statements WHERE userid = :role ::regrole
 """
+NAMING_HISTORY = f"""
+SELECT coalesce(sum(calls), 0) AS calls,
+       coalesce(sum(calls) FILTER (WHERE query ILIKE '%INSERT INTO {ATTEMPTS} %'), 0) AS inserts
+FROM public.pg_stat_statements WHERE userid = :role ::regrole AND query ILIKE '%{ATTEMPTS}%'
+"""
+RECORDED = f"""
+SELECT count(*) AS attempts, count(*) FILTER (WHERE outcome = 'completed') AS completed
+FROM {ATTEMPTS}
+"""
 LSN = "SELECT pg_current_wal_flush_lsn()::text"
 WAL_BYTES = (
     "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), CAST(CAST(:start AS text) AS pg_lsn))"
 )
 WAL = """
-SELECT "resource_manager/record_type" AS resource_manager, count
+SELECT "resource_manager/record_type" AS resource_manager, count, fpi_size
 FROM public.pg_get_wal_stats(CAST(CAST(:start AS text) AS pg_lsn), pg_current_wal_flush_lsn())
 """
 
@@ -267,6 +329,7 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
     try:
         async with admin.connect() as conn:
             await conn.execute(text(f"DROP SCHEMA IF EXISTS {case.schema} CASCADE"))
+            await conn.execute(text("CHECKPOINT"))  # the case's pages all newer than it
             await conn.execute(text(f"CREATE SCHEMA {case.schema} AUTHORIZATION {WORKER_ROLE}"))
             await conn.execute(text(f"SET search_path TO {case.schema}"))
             await conn.execute(text(f"SET ROLE {WORKER_ROLE}"))
@@ -297,11 +360,12 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
             wal_bytes = await conn.scalar(text(WAL_BYTES), {"start": before.lsn})
             await conn.execute(text(f"SET search_path TO {case.schema}"))
             left = await conn.scalar(text(shape.unfinished_sql))
+            if left:
+                raise RuntimeError(f"{case}: {left} of {case.items} items left")
+            written = await shape.verify(conn, case)
             await conn.execute(text(f"DROP SCHEMA {case.schema} CASCADE"))
     finally:
         await admin.dispose()
-    if left:
-        raise RuntimeError(f"{case.shape} {case.mode}: {left} of {case.items} items left")
     items = case.items
     updates = after.n_tup_upd - before.n_tup_upd
     return {
@@ -309,6 +373,7 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
         "system": shape.system,
         "table": case.shape,
         "mode": case.mode,
+        "history": case.history,
         "rows": case.rows,
         "items": items,
         "items_per_s": round(items / seconds),
@@ -320,8 +385,10 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
         "wal_bytes": round(float(wal_bytes) / items),
         "heap_records": round(_records(wal, "Heap", "Heap2") / items, 2),
         "btree_records": round(_records(wal, "Btree") / items, 2),
+        "fpi_bytes": round(sum(int(r.fpi_size) for r in wal.values()) / items),
         "updates": round(updates / items, 2),
         "hot_share": round((after.n_tup_hot_upd - before.n_tup_hot_upd) / max(updates, 1), 3),
+        **written,
     }
 
 
@@ -341,6 +408,10 @@ async def main(args: argparse.Namespace) -> None:
         "pg_stat_statements.track_utility = on",
         "max_connections = 200",
         "autovacuum = off",  # no vacuum's WAL in a case's figures
+        # No checkpoint but the one each case starts with: a full-page image in a drain's WAL
+        # would be there by chance (the first write of a page after a checkpoint).
+        "checkpoint_timeout = '1h'",
+        "max_wal_size = '16GB'",
     )
     with dedicated_server(conf=conf) as server:
         url = server.url()
@@ -353,9 +424,11 @@ async def main(args: argparse.Namespace) -> None:
         await admin.dispose()
         worker_url = url.replace("postgresql://postgres@", f"postgresql://{WORKER_ROLE}@")
         for name, shape in shapes(args.pgqueuer_python).items():
-            for mode in shape.modes:
-                schema = f"cost_{name}_{mode.replace(' ', '_')}"
-                case = Case(name, mode, args.rows, args.items, schema, worker_url, server.data_dir)
+            for mode, history in itertools.product(shape.modes, shape.histories):
+                schema = f"cost_{name}_{mode.replace(' ', '_')}" + ("_history" if history else "")
+                case = Case(
+                    name, mode, history, args.rows, args.items, schema, worker_url, server.data_dir
+                )
                 print(json.dumps(await measure(url, shape, case)), flush=True)
 
 

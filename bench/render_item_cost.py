@@ -1,13 +1,14 @@
 """The "The realistic table" section of the benchmark page, from bench/item_cost.py's JSON
 lines: the target's verdict per mode (the realistic table drains at ≥ 0.8 times the
-narrow one's rate), what one item costs the server on each table, and how curate on the
+narrow one's rate), what one item costs the server on each table, what curate's attempt
+history adds to it (each curate case with the history off and on), and how curate on the
 realistic table compares with a dedicated queue table (PgQueuer's). For bench/render.py;
 standard library only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from render_format import DASH, TIMES, number, percent, ratio, table, targets_table
@@ -15,6 +16,10 @@ from render_format import DASH, TIMES, number, percent, ratio, table, targets_ta
 MEASURE = "item_cost"
 RATIO_TARGET = 0.8
 Line = Mapping[str, Any]
+History = bool | None
+"""A line's attempt history: on, off, or None (PgQueuer's, or a run from before it)."""
+DEFAULT_HISTORY = True
+"""curate's default (``CurateSettings.attempt_history``): its lines set beside PgQueuer's."""
 
 NAMES = {
     "narrow": "narrow `bench_items`",
@@ -27,6 +32,7 @@ drain tables: one transaction per item or close to it; batches of outcomes)."""
 HEADER = [
     "Table",
     "Mode",
+    "History",
     "Items/s",
     "vs narrow",
     "Statements",
@@ -42,8 +48,26 @@ HEADER = [
 ]
 
 
-def _case(cases: Sequence[Line], table: str, mode: str) -> Line | None:
-    return next((x for x in cases if x["table"] == table and x["mode"] == mode), None)
+Key = tuple[str, str, History]
+"""A case: (table, mode, history)."""
+
+
+def _key(line: Line) -> Key:
+    return str(line["table"]), str(line["mode"]), line.get("history")
+
+
+def _case(cases: Sequence[Line], table: str, mode: str, history: History = None) -> Line | None:
+    return next((x for x in cases if _key(x) == (table, mode, history)), None)
+
+
+def _histories(cases: Sequence[Line], table: str, mode: str) -> list[History]:
+    """The history settings of the run's cases of ``table`` in ``mode``: off before on."""
+    found = {x.get("history") for x in cases if (x["table"], x["mode"]) == (table, mode)}
+    return sorted(found, key=lambda h: -1 if h is None else int(h))
+
+
+def _history(history: History) -> str:
+    return DASH if history is None else ("on" if history else "off")
 
 
 def _row(line: Line, narrow: Line | None) -> list[str]:
@@ -53,6 +77,7 @@ def _row(line: Line, narrow: Line | None) -> list[str]:
     return [
         NAMES.get(line["table"], str(line["table"])),
         str(line["mode"]),
+        _history(line.get("history")),
         number(line["items_per_s"]),
         versus,
         number(line["statements"], 3),
@@ -68,43 +93,106 @@ def _row(line: Line, narrow: Line | None) -> list[str]:
     ]
 
 
-def pairs(cases: Sequence[Line]) -> list[tuple[str, str]]:
-    """(table, mode) in the page's order: each curate mode on both tables, then PgQueuer's
-    configuration beside it; cases of other modes after them."""
+def pairs(cases: Sequence[Line]) -> list[Key]:
+    """(table, mode, history) in the page's order: each curate mode on both tables (history
+    off, then on), then PgQueuer's configuration beside it; cases of other modes after them."""
     order = [
-        (table, mode)
+        (table, mode, history)
         for curate, peer in MODES.items()
         for table, mode in (("narrow", curate), ("realistic", curate), ("pgqueuer", peer))
+        for history in _histories(cases, table, mode)
     ]
-    found = [(str(x["table"]), str(x["mode"])) for x in cases]
+    found = [_key(x) for x in cases]
     return [key for key in order if key in found] + [key for key in found if key not in order]
 
 
 def cost_table(cases: Sequence[Line]) -> list[str]:
     rows = []
-    for name, mode in pairs(cases):
-        line = _case(cases, name, mode)
+    for name, mode, history in pairs(cases):
+        line = _case(cases, name, mode, history)
         assert line is not None
-        rows.append(_row(line, _case(cases, "narrow", mode)))
+        rows.append(_row(line, _case(cases, "narrow", mode, history)))
     return table(HEADER, rows)
 
 
 def ratio_targets(cases: Sequence[Line]) -> list[tuple[str, str, bool | None]]:
-    """The realistic table's drain rate against the narrow one's, per curate mode."""
+    """The realistic table's drain rate against the narrow one's, per curate mode and
+    history setting."""
     rows: list[tuple[str, str, bool | None]] = []
     for mode in MODES:
-        text = f"The realistic table drains at ≥ {RATIO_TARGET}{TIMES} the narrow one's, {mode}"
-        narrow, realistic = _case(cases, "narrow", mode), _case(cases, "realistic", mode)
-        if narrow is None or realistic is None:
-            rows.append((text, "no data in this run", None))
-            continue
-        share = realistic["items_per_s"] / narrow["items_per_s"]
-        figure = (
-            f"{number(realistic['items_per_s'])} vs {number(narrow['items_per_s'])}/s"
-            f" ({ratio(share)})"
-        )
-        rows.append((text, figure, share >= RATIO_TARGET))
+        for history in _histories(cases, "realistic", mode) or [None]:
+            rows.append(_ratio_target(cases, mode, history))
     return rows
+
+
+def _ratio_target(
+    cases: Sequence[Line], mode: str, history: History
+) -> tuple[str, str, bool | None]:
+    shown = "" if history is None else f", history {_history(history)}"
+    text = f"The realistic table drains at ≥ {RATIO_TARGET}{TIMES} the narrow one's, {mode}{shown}"
+    narrow = _case(cases, "narrow", mode, history)
+    realistic = _case(cases, "realistic", mode, history)
+    if narrow is None or realistic is None:
+        return text, "no data in this run", None
+    share = realistic["items_per_s"] / narrow["items_per_s"]
+    figure = (
+        f"{number(realistic['items_per_s'])} vs {number(narrow['items_per_s'])}/s ({ratio(share)})"
+    )
+    return text, figure, share >= RATIO_TARGET
+
+
+def _increase(figure: str, digits: int = 0) -> Callable[[Line, Line], str]:
+    """A cell of the history table: ``figure`` off → on, and by how much it grew."""
+
+    def cell(off: Line, on: Line) -> str:
+        before, after = off.get(figure), on.get(figure)
+        if before is None or after is None:
+            return DASH
+        return f"{number(before, digits)} → {number(after, digits)} ({after - before:+,.{digits}f})"
+
+    return cell
+
+
+def _rate(off: Line, on: Line) -> str:
+    return (
+        f"{number(off['items_per_s'])} → {number(on['items_per_s'])}"
+        f" ({ratio(on['items_per_s'] / off['items_per_s'])})"
+    )
+
+
+HISTORY_COLUMNS: dict[str, Callable[[Line, Line], str]] = {
+    "Statements": _increase("statements", 3),
+    "Transactions": _increase("transactions", 3),
+    "WAL bytes": _increase("wal_bytes"),
+    "Heap records": _increase("heap_records", 2),
+    "B-tree records": _increase("btree_records", 2),
+    "Server CPU µs": _increase("server_cpu_us", 1),
+    "Statements' µs": _increase("exec_us", 1),
+    "Items/s": _rate,
+}
+"""The history table's figures per item, each history off → on (the increase)."""
+
+
+def history_table(cases: Sequence[Line]) -> list[str]:
+    """Each curate case with the attempt history off and on, side by side: what recording
+    the attempt adds to an item."""
+    rows = []
+    for name, mode, history in pairs(cases):
+        off = _case(cases, name, mode, False)
+        on = _case(cases, name, mode, True)
+        if history is True and off is not None and on is not None:
+            cells = [render(off, on) for render in HISTORY_COLUMNS.values()]
+            rows.append([NAMES.get(name, name), mode, *cells])
+    if not rows:
+        return []
+    return [
+        "What the attempt history adds to an item (`curate_attempts`, recorded by each"
+        " outcome's own statement): the same case with the history off"
+        " (`CURATE_ATTEMPT_HISTORY=false`, no `curate_attempts`) → on, per item, the"
+        " increase in brackets (items/s: on ÷ off).",
+        "",
+        *table(["Table", "Mode", *HISTORY_COLUMNS], rows),
+    ]
 
 
 def _whole(line: Line) -> int:
@@ -116,11 +204,15 @@ def queue_table_comparison(cases: Sequence[Line]) -> list[str]:
     """curate on the realistic table against PgQueuer's queue table, per mode."""
     out = []
     for curate, peer in MODES.items():
-        ours, theirs = _case(cases, "realistic", curate), _case(cases, "pgqueuer", peer)
+        histories = _histories(cases, "realistic", curate)
+        history = DEFAULT_HISTORY if DEFAULT_HISTORY in histories else next(iter(histories), None)
+        ours = _case(cases, "realistic", curate, history)
+        theirs = _case(cases, "pgqueuer", peer)
         if ours is None or theirs is None:
             continue
+        shown = "" if history is None else f" (history {_history(history)})"
         out.append(
-            f"- {curate} against PgQueuer {peer}: {number(_whole(ours))} WAL bytes an item"
+            f"- {curate}{shown} against PgQueuer {peer}: {number(_whole(ours))} WAL bytes an item"
             f" (queueing and draining) against {number(_whole(theirs))}"
             f" ({ratio(_whole(ours) / _whole(theirs))}); draining alone"
             f" {number(ours['wal_bytes'])} against {number(theirs['wal_bytes'])}"
@@ -154,10 +246,14 @@ def _intro(line: Line) -> str:
         " item: the worker's statements (BEGIN and COMMIT left out), the transactions"
         " committed, the CPU time of the server's processes during the drain and the"
         " statements' execution time (`total_exec_time`), the WAL bytes and heap and B-tree"
-        " records of the whole server during the drain, the updates of the queued table and"
-        " the share of them that were HOT;"
+        " records of the whole server during the drain (each case starts with a checkpoint"
+        " and none falls inside it, so no full-page image is there by chance), the updates"
+        " of the queued table and the share of them that were HOT;"
         " and the WAL of queueing the items beforehand (curate: an UPDATE of their status;"
-        " PgQueuer: its bulk enqueue)."
+        " PgQueuer: its bulk enqueue). *History*: curate's cases each with the attempt"
+        " history off (`CURATE_ATTEMPT_HISTORY=false`, no `curate_attempts`) and on (each"
+        " outcome's statement also inserts the attempt into `curate_attempts`, a primary"
+        " key and two indexes; checked after the drain: one attempt per item)."
     )
 
 
@@ -167,11 +263,13 @@ def section(lines: Sequence[Line]) -> list[str]:
     if not cases:
         return ["*No figures: the step failed (see the failed steps below).*"]
     comparison = queue_table_comparison(cases)
+    history = history_table(cases)
     return [
-        _intro(_case(cases, "narrow", "per_item") or cases[0]),
+        _intro(cases[0]),
         "",
         *targets_table(16, ratio_targets(cases)),
         "",
         *cost_table(cases),
+        *(["", *history] if history else []),
         *(["", *comparison] if comparison else []),
     ]

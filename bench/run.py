@@ -292,8 +292,9 @@ class OwnServer:
 
 
 def item_cost_says(line: dict[str, Any]) -> str:
+    history = {None: "", False: ", history off", True: ", history on"}[line.get("history")]
     return (
-        f"{line['table']} {line['mode']}: {line['items_per_s']:,} items/s;"
+        f"{line['table']} {line['mode']}{history}: {line['items_per_s']:,} items/s;"
         f" per item {line['wal_bytes']:,} WAL bytes, {line['btree_records']} B-tree records"
     )
 

@@ -391,10 +391,10 @@ async def test_db_upgrade_current_downgrade(schema: str, cli: Curate) -> None:
     upgraded = await cli("db", "upgrade")
     assert upgraded.code == 0, upgraded
     migrated, own_tables = upgraded.out.splitlines()[-2:]
-    assert migrated.endswith(f"{where}: now at 0005 (head)"), upgraded
+    assert migrated.endswith(f"{where}: now at 0006 (head)"), upgraded
     assert own_tables.endswith(f"{where}: curate's tables: {CURATE_TABLES} already there")
     assert "Running upgrade  -> 0001" in upgraded.err
-    assert "Running upgrade 0004 -> 0005" in upgraded.err
+    assert "Running upgrade 0005 -> 0006" in upgraded.err
 
     status = await cli("status", "--json", **demo_app)
     assert status.code == 0, status
@@ -402,9 +402,10 @@ async def test_db_upgrade_current_downgrade(schema: str, cli: Curate) -> None:
         "sitemap_discovery",
         "sitemap_import",
         "page_curation",
+        "sitemap_finalise",
     ]
 
-    downgraded = await cli("db", "downgrade", "-5")
+    downgraded = await cli("db", "downgrade", "-6")
     assert downgraded.out.endswith(f"{where}: now at base (no revision applied)\n"), downgraded
 
     missing = await cli("status", **demo_app)

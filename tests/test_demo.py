@@ -59,8 +59,19 @@ async def test_the_pipeline_drains_with_the_expected_outcome(
         "sitemap_discovery": (4, 0, 0),
         "sitemap_import": (11, 1, 0),
         "page_curation": (77, 0, site.flaky_article_count),
+        "sitemap_finalise": (11, 0, 0),
     }
     assert "curate demo: 4 domains, pipeline drained in" in capsys.readouterr().out
+
+    # The fan-in: each imported sitemap file counted its pages once all were curated; the
+    # malformed one, never imported, was never finalised.
+    files = await query(select(SitemapFile.__table__))
+    imported = [f for f in files if f.sitemap_import_status == ProcessingStatus.Complete]
+    assert {f.sitemap_finalise_status for f in imported} == {ProcessingStatus.Complete}
+    assert sum(f.pages_complete for f in imported) == site.article_count
+    assert {f.pages_failed for f in imported} == {0}
+    [broken] = [f for f in files if f.sitemap_import_status == ProcessingStatus.Error]
+    assert (broken.sitemap_finalise_status, broken.pages_complete) == (None, None)
 
     [(error,)] = await query(
         select(SitemapFile.sitemap_import_error).where(
@@ -90,7 +101,7 @@ async def test_the_pipeline_drains_with_the_expected_outcome(
 
     # Running again on the same database starts from a fresh seed.
     again = await run_demo(settings, domains=2)
-    assert [w.complete for w in again.workflows] == [2, 6, 42]
+    assert [w.complete for w in again.workflows] == [2, 6, 42, 6]
     assert await query(select(func.count()).select_from(Domain)) == [(2,)]
 
 
@@ -133,6 +144,7 @@ async def test_the_app_runs_the_pipeline_from_its_lifespan(settings: curate.Cura
         "sitemap_discovery": {"Complete": 2},
         "sitemap_import": {"Complete": 6},
         "page_curation": {"Complete": 42},
+        "sitemap_finalise": {"Complete": 6},
     }
     assert len(pages) == 5
     assert all(page["title"].startswith("site-00") and page["word_count"] > 0 for page in pages)
@@ -173,4 +185,5 @@ async def test_curate_demo_command(database_url: str, schema: str) -> None:
         "sitemap_discovery": ["3", "0", "0"],
         "sitemap_import": ["8", "1", "0"],
         "page_curation": [str(site.article_count), "0", str(site.flaky_article_count)],
+        "sitemap_finalise": ["8", "0", "0"],
     }

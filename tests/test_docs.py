@@ -33,6 +33,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +42,17 @@ import pytest
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic.fields import FieldInfo
 from sqlalchemy import Enum as SAEnum
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
-from curate import scheduling
+from curate import operations, scheduling
 from curate.engine.error_text import ERROR_MAX_LENGTH
 from curate.settings import CurateSettings, WorkflowSettings
 from curate.sql import own_tables as own_tables_sql
-from curate.testing import wait_until
+from curate.testing import WorkflowHarness, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -86,6 +87,10 @@ EXECUTED_BY = {
     "migrations/0001_create_photos.py": "test_migrations_up_down_up",
     "migrations/0002_add_thumbnail_workflow.py": "test_migrations_up_down_up",
     "migrations/0003_leave_room_for_hot_updates.py": "test_migrations_up_down_up",
+    "migrations/0004_snoozes_and_operator_tables.py": "test_migrating_an_older_database",
+    "operate/supplier.py": "test_operate_examples",
+    "operate/exports.py": "test_operate_examples",
+    "operate/admin.py": "test_operate_examples",
     "periodic/photo_maintenance.py": "test_periodic.test_the_photo_maintenance_example",
     "testing/conftest.py": "test_testing_how_to",
     "testing/test_thumbnails.py": "test_testing_how_to",
@@ -866,6 +871,134 @@ async def test_migrations_up_down_up(runtime: curate.Runtime, engine: AsyncEngin
     async with engine.begin() as conn:
         await conn.run_sync(_run_migration(add_thumbnail.downgrade))
         await conn.run_sync(_run_migration(create_photos.downgrade))
+
+
+async def test_migrating_an_older_database(runtime: curate.Runtime, engine: AsyncEngine) -> None:
+    """write-migrations.md: 0004 brings a database migrated by an earlier curate (no
+    thumbnail_snoozes, none of curate's newer tables) up to date, and may run again."""
+    steps = [
+        load_migration(name)
+        for name in (
+            "0001_create_photos.py",
+            "0002_add_thumbnail_workflow.py",
+            "0003_leave_room_for_hot_updates.py",
+            "0004_snoozes_and_operator_tables.py",
+        )
+    ]
+    assert steps[3].down_revision == steps[2].revision
+    newer = ("curate_attempts", "curate_cancellations", "curate_workflow_stats")
+    async with engine.begin() as conn:
+        for step in steps[:3]:
+            await conn.run_sync(_run_migration(step.upgrade))
+        # As an earlier curate left it.
+        await conn.execute(text("ALTER TABLE photos DROP COLUMN thumbnail_snoozes"))
+        for table in newer:
+            await conn.execute(text(f"DROP TABLE {table}"))
+    for _ in range(2):  # a second upgrade changes nothing
+        async with engine.begin() as conn:
+            await conn.run_sync(_run_migration(steps[3].upgrade))
+
+    async with engine.connect() as conn:
+        [snoozes] = await conn.run_sync(
+            lambda c: [
+                col
+                for col in sa_inspect(c).get_columns("photos")
+                if col["name"] == "thumbnail_snoozes"
+            ]
+        )
+        found = await conn.scalar(
+            text("SELECT count(to_regclass(t)) FROM unnest(CAST(:tables AS text[])) AS t"),
+            {"tables": list(newer)},
+        )
+    assert (snoozes["nullable"], snoozes["default"]) == (False, "0")
+    assert found == len(newer)
+
+    models = example("photos.models")
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(models.Photo),
+            [{"id": 1, "url": "https://example.org/1.jpg", "width": 256, "height": 256}],
+        )
+    thumbnail_workflow = example("photos.services.thumbnail_scheduler").thumbnail_workflow
+    sessionmaker = await runtime.database.sessionmaker()
+    async with sessionmaker() as session, session.begin():
+        await thumbnail_workflow.queue(session, [1])
+    assert (await thumbnail_workflow.run()).completed == 1
+    history = await operations.read_attempts(engine, thumbnail_workflow, 1)
+    assert history is not None and [a.outcome for a in history] == ["completed"]
+
+    async with engine.begin() as conn:
+        for step in reversed(steps):
+            await conn.run_sync(_run_migration(step.downgrade))
+
+
+async def test_operate_examples(runtime: curate.Runtime, engine: AsyncEngine) -> None:
+    """operate-items.md: a snooze waits its delay and spends no attempt; the attempts read
+    back newest first; cancels end waiting rows in the Cancelled status, and move failed
+    rows there; a workflow without that status refuses the latter."""
+    supplier = example("operate.supplier")
+    exports = example("operate.exports")
+    admin = example("operate.admin")
+    async with engine.begin() as conn:
+        await conn.run_sync(supplier.Base.metadata.create_all)
+        await conn.run_sync(exports.Base.metadata.create_all)
+        await conn.execute(insert(supplier.Product), [{"id": 1, "sku": "TEA-250"}])
+        await conn.execute(
+            insert(exports.Export), [{"id": n, "report": "sales"} for n in (1, 2, 3)]
+        )
+    sessionmaker = await runtime.database.sessionmaker()
+    async with sessionmaker() as session, session.begin():
+        await supplier.price_check.queue(session, [1])
+        await exports.export.queue(session, [1, 2, 3])
+
+    harness = WorkflowHarness(runtime)
+    now = harness.freeze_time()
+    supplier.supplier.busy_answers = 2
+    for snoozes in (1, 2):
+        result = await harness.drain(supplier.price_check)
+        assert (result.snoozed, result.completed, result.failed) == (1, 0, 0)
+        async with engine.connect() as conn:
+            product = (await conn.execute(select(supplier.Product.__table__))).one()
+        assert (product.price_check_status, product.price_check_attempts) == ("Queued", 0)
+        assert product.price_check_snoozes == snoozes
+        assert product.price_check_run_after == now + timedelta(seconds=30 * snoozes)
+        assert product.price_cents is None
+        harness.advance_time(seconds=29)
+        assert (await harness.drain(supplier.price_check)).claimed == 0  # not due yet
+        harness.advance_time(seconds=1)
+    assert (await harness.drain(supplier.price_check)).completed == 1
+    history = await admin.attempts(supplier.price_check, "1")
+    assert [a.outcome for a in history] == ["completed", "snoozed", "snoozed"]
+    assert history[0].attempt == 1  # the snoozes spent no attempt
+    assert all(a.worker == runtime.settings.worker_id for a in history)
+
+    async with engine.begin() as conn:  # export 3 failed for good
+        await conn.execute(
+            update(exports.Export)
+            .where(exports.Export.id == 3)
+            .values(export_status="Error", export_error="OSError: disk full")
+        )
+    nothing_yet = await admin.would_cancel(exports.export, ["1"])
+    assert nothing_yet == operations.CancelCount(waiting=1, running=0)
+    done = await admin.cancel(exports.export, ["1"], "wrong date range (ana)")
+    assert done == operations.CancelCount(waiting=1, running=0)
+    moved = await admin.cancel_failed(exports.export, "the disk was replaced")
+    assert moved == operations.CancelCount(waiting=1, running=0)
+    assert (await harness.drain(exports.export)).completed == 1
+    async with engine.connect() as conn:
+        rows = {
+            row.id: (row.export_status, row.export_error)
+            for row in await conn.execute(select(exports.Export.__table__))
+        }
+    assert rows == {
+        1: ("Cancelled", "Cancelled: wrong date range (ana)"),
+        2: ("Complete", None),
+        3: ("Cancelled", "Cancelled: the disk was replaced"),
+    }
+    [cancelled] = await admin.attempts(exports.export, 1)
+    assert (cancelled.outcome, cancelled.worker, cancelled.started_at) == ("cancelled", None, None)
+    with pytest.raises(curate.ConfigurationError, match="has no cancelled status"):
+        await admin.cancel_failed(supplier.price_check, "no")
 
 
 # --- what configure.md and settings.md claim ------------------------------------------------

@@ -19,6 +19,8 @@ TABLES = {
     "sitemap_files": "sitemap_import",
     "pages": "page_curation",
 }
+"""Each demo table and the workflow 0001 gave it."""
+WORKFLOWS = [*TABLES.items(), ("sitemap_files", "sitemap_finalise")]  # 0006: a fan-in
 WORKFLOW_COLUMN_SUFFIXES = (
     "status",
     "error",
@@ -29,10 +31,11 @@ WORKFLOW_COLUMN_SUFFIXES = (
     "priority",
     "snoozes",
 )
-ENUM_TYPES = {"curation_status", *(f"{prefix}_status" for prefix in TABLES.values())}
+ENUM_TYPES = {"curation_status", *(f"{prefix}_status" for _, prefix in WORKFLOWS)}
 CURATE_TABLES = set(own_tables_sql.TABLES)  # 0003, 0005
-QUEUED_INDEXES = {f"ix_{table}_{prefix}_queued" for table, prefix in TABLES.items()}
-PROCESSING_INDEXES = {f"ix_{table}_{prefix}_processing" for table, prefix in TABLES.items()}
+QUEUED_INDEXES = {f"ix_{table}_{prefix}_queued" for table, prefix in WORKFLOWS}
+PROCESSING_INDEXES = {f"ix_{table}_{prefix}_processing" for table, prefix in WORKFLOWS}
+FAN_IN_INDEX = "curate_fan_in_sitemap_finalise_waiting"  # 0006
 
 
 @pytest.fixture
@@ -72,15 +75,15 @@ async def test_upgrade_downgrade_upgrade(
     await demo_schema.upgrade(migrator)
     found = await catalog(admin_engine, schema)
     assert found["tables"] == {*TABLES, *CURATE_TABLES, "alembic_version"}
-    assert found["versions"] == {"0005"}
-    for table, prefix in TABLES.items():
+    assert found["versions"] == {"0006"}
+    for table, prefix in WORKFLOWS:
         for suffix in WORKFLOW_COLUMN_SUFFIXES:
             assert f"{table}.{prefix}_{suffix}" in found["columns"]
         assert f"{table}.curation_status" in found["columns"]
         assert f"{table}.updated_at" in found["columns"]
     assert found["enums"] == ENUM_TYPES
     indexes = {index.split(":")[0]: index for index in found["partial_indexes"]}
-    assert indexes.keys() == QUEUED_INDEXES | PROCESSING_INDEXES
+    assert indexes.keys() == QUEUED_INDEXES | PROCESSING_INDEXES | {FAN_IN_INDEX}
     for name in QUEUED_INDEXES:
         assert "_status = 'Queued'" in indexes[name] and "_priority DESC, id)" in indexes[name]
     for name in PROCESSING_INDEXES:
@@ -97,7 +100,7 @@ async def test_upgrade_downgrade_upgrade(
     found = await catalog(admin_engine, schema)
     assert found["tables"] == {*TABLES, *CURATE_TABLES, "alembic_version"}
     assert found["enums"] == ENUM_TYPES
-    assert len(found["partial_indexes"]) == 6
+    assert len(found["partial_indexes"]) == 9
 
 
 async def test_add_missing_workflow_columns_upgrades_a_table_made_by_an_older_curate(
@@ -115,9 +118,12 @@ async def test_add_missing_workflow_columns_upgrades_a_table_made_by_an_older_cu
     found = await catalog(admin_engine, schema)
     for table, prefix in TABLES.items():
         assert f"{table}.{prefix}_priority" in found["columns"]
-    assert {index.split(":")[0] for index in found["partial_indexes"]} == (
-        QUEUED_INDEXES | PROCESSING_INDEXES
-    )
+    made_by_0001 = {
+        f"ix_{table}_{prefix}_{kind}"
+        for table, prefix in TABLES.items()
+        for kind in ("queued", "processing")
+    }
+    assert {index.split(":")[0] for index in found["partial_indexes"]} == made_by_0001
     assert all(
         "_priority DESC, id)" in index for index in found["partial_indexes"] if "_queued" in index
     )

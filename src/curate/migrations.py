@@ -14,6 +14,7 @@ In an Alembic migration::
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +31,7 @@ from curate.columns import (
     workflow_columns,
 )
 from curate.engine.notifier import channel_for
+from curate.sql import fan_in as fan_in_sql
 from curate.sql import own_tables
 
 
@@ -289,3 +291,102 @@ def drop_notify_trigger(table: str, prefix: str, *, schema: str | None = None) -
     function_name = f'"{schema}"."{function}"' if schema else f'"{function}"'
     op.execute(f'DROP TRIGGER IF EXISTS "{function}" ON {qualified}')
     op.execute(f"DROP FUNCTION IF EXISTS {function_name}()")
+
+
+def create_fan_in(
+    parent_table: str,
+    parent_workflow: str,
+    *,
+    child_table: str,
+    child_workflow: str,
+    parent_key: str,
+    after_workflow: str | None = None,
+    final: Sequence[str] = ("Complete", "Error"),
+    queued: str = "Queued",
+    processing: str = "Processing",
+    complete: str = "Complete",
+    parent_pk: str = "id",
+    schema: str | None = None,
+) -> None:
+    """Queue a row of ``parent_table`` for ``parent_workflow`` once every row of
+    ``child_table`` whose ``parent_key`` is its id has reached a status of ``final`` in
+    ``child_workflow`` (and, with ``after_workflow``, once the parent's own status in that
+    workflow is ``complete``): the triggers, functions and index of `curate.sql.fan_in`.
+
+    The statuses are as the columns store them (an enum's member names). The parent's
+    workflow columns must be there already (`add_workflow_columns`). Replaces an earlier
+    fan-in of the same parent workflow.
+    """
+    names = _fan_in_names(
+        parent_table,
+        parent_workflow,
+        child_table=child_table,
+        child_workflow=child_workflow,
+        parent_key=parent_key,
+        after_workflow=after_workflow,
+        final=final,
+        statuses=(queued, processing, complete),
+        parent_pk=parent_pk,
+        schema=schema,
+    )
+    for statement in fan_in_sql.create(names):
+        op.execute(statement)
+
+
+def drop_fan_in(
+    parent_table: str,
+    parent_workflow: str,
+    *,
+    child_table: str,
+    schema: str | None = None,
+) -> None:
+    """Undo `create_fan_in`."""
+    parent, child = _qualified(parent_table, schema), _qualified(child_table, schema)
+    for statement in fan_in_sql.drop(parent, parent_workflow, child, schema):
+        op.execute(statement)
+
+
+def _fan_in_names(
+    parent_table: str,
+    parent_workflow: str,
+    *,
+    child_table: str,
+    child_workflow: str,
+    parent_key: str,
+    after_workflow: str | None,
+    final: Sequence[str],
+    statuses: tuple[str, str, str],
+    parent_pk: str,
+    schema: str | None,
+) -> fan_in_sql.FanInNames:
+    """The fan-in's names, with what the database says of the parent table: its columns
+    and its primary key's type."""
+    queued, processing, complete = statuses
+    found = op.get_bind().execute(
+        sa.text(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute"
+            " WHERE attrelid = to_regclass(:table) AND attnum > 0 AND NOT attisdropped"
+        ),
+        {"table": _qualified(parent_table, schema)},
+    )
+    columns: dict[str, str] = {name: type_ for name, type_ in found}
+    if parent_pk not in columns:
+        raise ValueError(f"create_fan_in: table {parent_table!r} has no column {parent_pk!r}")
+    if not final:
+        raise ValueError("create_fan_in: final must name at least one status")
+    return fan_in_sql.FanInNames(
+        parent_table=_qualified(parent_table, schema),
+        parent_pk=parent_pk,
+        parent_pk_type=columns[parent_pk],
+        parent_workflow=parent_workflow,
+        parent_columns=frozenset(columns),
+        child_table=_qualified(child_table, schema),
+        child_status=ColumnNames.for_prefix(child_workflow).status,
+        parent_key=parent_key,
+        final=tuple(final),
+        queued=queued,
+        processing=processing,
+        after_status=ColumnNames.for_prefix(after_workflow).status if after_workflow else None,
+        after_complete=complete if after_workflow else None,
+        schema=schema,
+    )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from curate.db import Database
 from curate.db.connecting import sqlstate
@@ -23,8 +24,10 @@ from curate.engine.backoff import is_connection_error
 from curate.engine.binding import TableBinding
 from curate.engine.error_text import format_error
 from curate.errors import ConfigurationError, DatabaseUnavailableError
+from curate.fan_in import Children
 from curate.logs import logger
 from curate.sql import STATUS_INDEXED, TABLE_COLUMNS, status_indexed_params, table_columns_params
+from curate.sql import fan_in as fan_in_sql
 from curate.workflow import Workflow
 
 REJECTIONS = {
@@ -71,7 +74,8 @@ class Unmigrated:
     fix: str
     unindexed: tuple[str, ...] = ()
     """Warnings, one per index missing from a table that has every column: the queued
-    index the claim reads, the processing index the rescue reads."""
+    index the claim reads, the processing index the rescue reads; and one per fan-in
+    whose triggers are missing (its items would never be queued)."""
 
     def __bool__(self) -> bool:
         return bool(self.problems)
@@ -112,6 +116,10 @@ async def unmigrated(database: Database, workflows: Sequence[Workflow]) -> Unmig
                         status_indexed_params(table, workflow.binding.status.name, wanted.status),
                     )
                 ]
+                if workflow.waits_for is not None and not await _fan_in_there(
+                    connection, workflow, workflow.waits_for
+                ):
+                    unindexed.append(_no_fan_in(workflow, workflow.waits_for, where))
                 continue
             problems.append(f"workflow {workflow.name}: {problem}")
     return Unmigrated(tuple(problems), migration_fix(searched), tuple(unindexed))
@@ -137,6 +145,27 @@ def _indexes(workflow: Workflow) -> list[_Wanted]:
         why = "so each rescue of expired leases reads the whole table"
         wanted.append(_Wanted(binding.statuses.processing, "processing", why))
     return wanted
+
+
+async def _fan_in_there(connection: AsyncConnection, parent: Workflow, children: Children) -> bool:
+    """Whether the fan-in's trigger is on the children's table (its parent key checked)."""
+    children.check(parent)
+    trigger = fan_in_sql.object_name(parent.name, "child_queue")
+    params = {**table_columns_params(children.workflow.binding.table), "curate_trigger": trigger}
+    return bool(await connection.scalar(fan_in_sql.TRIGGER_EXISTS, params))
+
+
+def _no_fan_in(parent: Workflow, children: Children, where: str) -> str:
+    child = children.workflow
+    after = f", after_workflow={children.after.name!r}" if children.after is not None else ""
+    return (
+        f"workflow {parent.name}: waits for {child.name} but table"
+        f" {child.binding.table.name} {where} has no fan-in trigger, so its items are never"
+        " queued; add it in a migration (curate.migrations.create_fan_in("
+        f"{parent.binding.table.name!r}, {parent.name!r},"
+        f" child_table={child.binding.table.name!r}, child_workflow={child.name!r},"
+        f" parent_key={children.parent_key!r}{after}))"
+    )
 
 
 def _unindexed(workflow: Workflow, where: str, wanted: _Wanted) -> str:

@@ -30,6 +30,7 @@ from curate.sql import NOTIFY, WorkflowStatements
 from curate.trace_context import current_traceparent
 
 if TYPE_CHECKING:
+    from curate.fan_in import Children
     from curate.runtime import Runtime
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -45,6 +46,8 @@ class Workflow:
     runtime's hooks (`curate.Runtime.add_item_hook`). ``outcomes="batched"`` writes the
     completions of many items in one statement, for services that need no transaction
     shared with their outcome (at-least-once; see `curate.engine.batched`).
+    ``waits_for`` makes it a fan-in: its items are queued when their children are done
+    (`curate.fan_in.Children`).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Workflow:
         stale_after_seconds: float | None = None,
         rate_limit: float | None = None,
         max_snoozes: int | None = None,
+        waits_for: Children | None = None,
     ) -> None:
         if not _NAME.match(name):
             raise ConfigurationError(
@@ -91,6 +95,8 @@ class Workflow:
         self.lock_key = lock_key
         self.where = where
         self.item_hooks = tuple(item_hooks)
+        self.waits_for = waits_for
+        """The children its items wait for (a fan-in, `curate.fan_in`), if any."""
         if outcomes not in ("per_item", "batched"):
             raise ConfigurationError(
                 f"workflow {name}: outcomes={outcomes!r} is invalid: use 'per_item' (the"

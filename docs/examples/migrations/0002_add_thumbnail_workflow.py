@@ -18,9 +18,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # The thumbnail_status enum type, the seven thumbnail_* columns, the partial index.
+    # The thumbnail_status enum type, the eight thumbnail_* columns, the two partial indexes.
     add_workflow_columns("photos", "thumbnail")
-    # Once per project: the tables of pause, rate limits and periodic jobs.
+    # Once per project: curate's own tables (pause, periodic jobs, attempts, cancels, stats).
     create_curate_tables()
 
 

@@ -51,8 +51,13 @@ class Domain(workflow_mixin("sitemap_discovery"), Base):  # type: ignore[misc]
     url: Mapped[str] = mapped_column(Text)
 
 
-class SitemapFile(workflow_mixin("sitemap_import"), Base):  # type: ignore[misc]
-    """A sitemap listed in a domain's robots.txt; sitemap import reads its URLs."""
+class SitemapFile(
+    workflow_mixin("sitemap_import"),  # type: ignore[misc]
+    workflow_mixin("sitemap_finalise"),  # type: ignore[misc]
+    Base,
+):
+    """A sitemap listed in a domain's robots.txt; sitemap import reads its URLs, sitemap
+    finalise counts its pages' outcomes once they are all curated."""
 
     __tablename__ = "sitemap_files"
 
@@ -61,6 +66,8 @@ class SitemapFile(workflow_mixin("sitemap_import"), Base):  # type: ignore[misc]
     )
     url: Mapped[str] = mapped_column(Text, unique=True)
     url_count: Mapped[int | None] = mapped_column(Integer)
+    pages_complete: Mapped[int | None] = mapped_column(Integer)
+    pages_failed: Mapped[int | None] = mapped_column(Integer)
 
 
 class Page(workflow_mixin("page_curation"), Base):  # type: ignore[misc]

@@ -27,6 +27,10 @@ from curate.demo.services.sitemap_discovery_scheduler import (
     setup_sitemap_discovery_scheduler,
     sitemap_discovery,
 )
+from curate.demo.services.sitemap_finalise_scheduler import (
+    setup_sitemap_finalise_scheduler,
+    sitemap_finalise,
+)
 from curate.demo.services.sitemap_import_scheduler import (
     setup_sitemap_import_scheduler,
     sitemap_import,
@@ -34,7 +38,12 @@ from curate.demo.services.sitemap_import_scheduler import (
 from curate.demo.site import DemoSite, serve_site
 from curate.logs import logger
 
-WORKFLOWS: tuple[Workflow, ...] = (sitemap_discovery, sitemap_import, page_curation)
+WORKFLOWS: tuple[Workflow, ...] = (
+    sitemap_discovery,
+    sitemap_import,
+    page_curation,
+    sitemap_finalise,
+)
 """In pipeline order."""
 
 StatusCounts = dict[str, dict[str, int]]
@@ -52,7 +61,7 @@ async def prepare_database(runtime: Runtime, site: DemoSite, base_url: str) -> N
     async with sessionmaker() as session, session.begin():
         # Fail rather than wait forever behind a session that reads these tables.
         await session.execute(text("SET LOCAL lock_timeout = '10s'"))
-        tables = ", ".join(workflow.binding.table.name for workflow in WORKFLOWS)
+        tables = ", ".join(dict.fromkeys(w.binding.table.name for w in WORKFLOWS))
         await session.execute(text(f"TRUNCATE {tables}"))
         ids = await session.scalars(
             insert(Domain).returning(Domain.id),
@@ -63,7 +72,7 @@ async def prepare_database(runtime: Runtime, site: DemoSite, base_url: str) -> N
 
 @asynccontextmanager
 async def running_demo(settings: CurateSettings, site: DemoSite) -> AsyncIterator[Runtime]:
-    """Configure curate, prepare the database, serve ``site``, run the three workflows.
+    """Configure curate, prepare the database, serve ``site``, run the four workflows.
 
     On exit the scheduler shuts down gracefully (running items finish) before the site,
     the HTTP client and the database connections go away.
@@ -80,6 +89,7 @@ async def running_demo(settings: CurateSettings, site: DemoSite) -> AsyncIterato
                     setup_sitemap_discovery_scheduler()
                     setup_sitemap_import_scheduler()
                     setup_page_curation_scheduler()
+                    setup_sitemap_finalise_scheduler()
                     scheduling.start_scheduler()
                     logger.info("demo site serving at {}; pipeline running", base_url)
                     yield runtime
