@@ -319,6 +319,13 @@ async def test_items_item_page_and_charts_in_chromium(
                 )
             await page.goto(f"{url}/curate/dashboard/workflows/dash/items/5")
             await expect(status).to_have_text("Processing", timeout=WAIT_MS)
+            asked: list[str] = []
+
+            async def accept(dialog: Any) -> None:
+                asked.append(dialog.message)
+                await dialog.accept()
+
+            page.once("dialog", accept)
             await page.get_by_role("button", name="Cancel this item").click()
             await expect(page.locator("#curate-message")).to_have_text(
                 "Cancelled 0 rows in dash; asked the workers of 1 row running.",
@@ -327,6 +334,7 @@ async def test_items_item_page_and_charts_in_chromium(
             await expect(status).to_have_text("Error", timeout=WAIT_MS)
             await expect(page.locator('[data-field="error"]')).to_have_text("Cancelled")
             await expect(history.first).to_have_attribute("data-outcome", "cancelled")
+            assert asked == ["Cancel item 5 of dash?"]
             await page.screenshot(path=ARTIFACTS / "dashboard-item-cancelled.png", full_page=True)
 
             # Back on the overview: four completions in the charts now.

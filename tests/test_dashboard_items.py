@@ -194,6 +194,6 @@ async def test_the_item_page_escapes_and_requeues_only_with_auth(engine: AsyncEn
     ) in with_auth
     assert (
         f'<button type="button" data-post-url="/ops/workflows/work/cancel" {body}'
-        ' data-verb="Cancel">Cancel this item</button>'
+        ' data-verb="Cancel" data-confirm="Cancel item 5 of work?">Cancel this item</button>'
     ) in with_auth
     assert '<a href="/ops/dashboard/workflows/work/items/5">5</a>' in listing

@@ -88,6 +88,8 @@ EXECUTED_BY = {
     "migrations/0002_add_thumbnail_workflow.py": "test_migrations_up_down_up",
     "migrations/0003_leave_room_for_hot_updates.py": "test_migrations_up_down_up",
     "migrations/0004_snoozes_and_operator_tables.py": "test_migrating_an_older_database",
+    "fan_in/orders.py": "test_docs_fan_in.test_fan_in_examples",
+    "fan_in/add_shipping_fan_in.py": "test_docs_fan_in.test_fan_in_examples",
     "operate/supplier.py": "test_operate_examples",
     "operate/exports.py": "test_operate_examples",
     "operate/admin.py": "test_operate_examples",

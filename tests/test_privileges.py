@@ -9,6 +9,7 @@ helper (and granted them), pause and the rate limit work for that role.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -19,12 +20,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 import curate
 from curate import ColumnNames, ProcessingStatus, Workflow, operations
 from curate.migrations import create_curate_tables
 from curate.sql import own_tables as own_tables_sql
+from curate.testing import wait_until
 from tests.helpers import insert_items, noop, run_migration_step, status_counts
 from tests.models import Item
 from tests.test_cli import ROOT, Curate, assert_one_line_error
@@ -290,3 +292,31 @@ async def test_without_insert_on_the_history_outcomes_are_written_and_it_is_said
     engine = await app.database.engine()
     history = await operations.read_attempts(engine, WORK, 1)
     assert history is not None and [a.outcome for a in history] == ["completed"]
+
+
+async def test_without_select_on_the_cancel_requests_heartbeats_still_renew(
+    app_role: AppRole, app: curate.Runtime, log_lines: list[str]
+) -> None:
+    """The heartbeat's look for cancel requests is a statement of its own: refused (an
+    older grant script), it is said once, and the leases are renewed all the same."""
+    owner = app_role.owner
+    await run_migration_step(owner, create_curate_tables)
+    await app_role.grant_curate_tables()  # nothing on curate_cancellations
+    await insert_items(owner, 1)
+    renewed = asyncio.Event()
+
+    async def until_renewed(item_id: int, session: AsyncSession) -> None:
+        first = await session.scalar(select(Item.work_lease_until).where(Item.id == item_id))
+
+        async def later_lease() -> bool:
+            async with owner.connect() as conn:
+                lease = await conn.scalar(select(Item.work_lease_until).where(Item.id == item_id))
+            return lease is not None and first is not None and lease > first
+
+        await wait_until(later_lease, seconds=10, what="the lease renewed twice over")
+        renewed.set()
+
+    beating = Workflow("work", model=Item, service=until_renewed, heartbeat_seconds=0.1)
+    assert (await app.run(beating)).completed == 1 and renewed.is_set()
+    [said] = lines_with(log_lines, "could not look for cancel requests")
+    assert "permission denied for table curate_cancellations" in said

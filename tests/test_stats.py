@@ -12,7 +12,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
-from curate import ProcessingStatus, operations, scheduling
+from curate import ProcessingStatus, browsing, scheduling
 from curate.contrib.charts import bar_chart, line_chart
 from curate.engine.stats_recorder import StatsRecorder
 from curate.testing import wait_until
@@ -114,7 +114,7 @@ async def test_a_missing_table_is_said_once_and_runs_go_on(
     said = [line for line in log_lines if "curate_workflow_stats does not exist" in line]
     assert len(said) == 1 and "WARNING" in said[0] and "curate db upgrade" in said[0]
     with pytest.raises(curate.ConfigurationError, match="no charts: curate's table"):
-        await operations.read_stats(engine, work, 6)
+        await browsing.read_stats(engine, work, 6)
 
 
 async def test_the_shutdown_writes_what_the_last_flush_missed(
@@ -145,13 +145,13 @@ async def test_the_series_sums_buckets_across_workers(
             ),
             {"now": now, "before": now - timedelta(hours=2)},
         )
-    series = await operations.read_stats(engine, work, 6)
+    series = await browsing.read_stats(engine, work, 6)
     assert (series.hours, series.bucket_seconds, len(series.buckets)) == (6, 300, 72)
     assert series.buckets[-1].start <= now < series.buckets[-1].start + timedelta(minutes=5)
     counted = [(b.completed, b.failed, b.retried, b.queued) for b in series.buckets if b.completed]
     assert counted == [(2, 0, 1, 4), (3, 1, 0, 10)]
     assert sum(b.queued is None for b in series.buckets) == 70
-    day = await operations.read_stats(engine, work, 24)
+    day = await browsing.read_stats(engine, work, 24)
     assert (day.bucket_seconds, len(day.buckets)) == (1200, 72)
 
 

@@ -50,7 +50,7 @@ class ColumnNames:
     lease_until: str | None = None
     priority: str | None = None
     snoozes: str | None = None
-    """Snoozes in a row (`curate.Snooze`), bounded by ``max_snoozes``."""
+    """Snoozes since the row was last queued (`curate.Snooze`), bounded by ``max_snoozes``."""
     trace_context: str | None = None
     """The W3C ``traceparent`` of the trace that queued the row; not among the columns
     `workflow_columns` makes: `curate.migrations.add_trace_context_column` adds it."""

@@ -57,9 +57,10 @@ class Snooze(CurateError):
     ``raise curate.Snooze(60)`` or ``raise curate.Snooze(timedelta(minutes=5))``.
 
     The service's transaction is rolled back and the row goes back to Queued, due after
-    ``seconds``. A workflow allows ``max_snoozes`` in a row (``<NAME>_SCHEDULER_MAX_SNOOZES``;
-    counted in ``<prefix>_snoozes``); past that, or on a table without that column, a
-    snooze spends the attempt like a retry, so a service that always snoozes still ends.
+    ``seconds``. A workflow allows ``max_snoozes`` since the row was last queued
+    (``<NAME>_SCHEDULER_MAX_SNOOZES``; counted in ``<prefix>_snoozes``, reset by a queue or
+    a requeue); past that, or on a table without that column, a snooze spends the attempt
+    like a retry, so a service that always snoozes still ends.
     """
 
     def __init__(self, seconds: float | timedelta) -> None:

@@ -143,8 +143,10 @@ def drop_workflow_columns(
     drop_trace_context_column(table, prefix, schema=schema)
     drop_queued_index(table, prefix, schema=schema)
     drop_processing_index(table, prefix, schema=schema)
+    qualified = _qualified(table, schema)
     for column in reversed(workflow_columns(prefix, status_enum)):
-        op.drop_column(table, column.name, schema=schema)
+        # IF EXISTS: a table an older curate made lacks the newer columns (snoozes, say).
+        op.execute(f'ALTER TABLE {qualified} DROP COLUMN IF EXISTS "{column.name}"')
     status_type(prefix, status_enum, schema=schema).drop(op.get_bind(), checkfirst=True)
 
 

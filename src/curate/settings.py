@@ -209,7 +209,8 @@ class WorkflowSettings(BaseSettings):
     rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
     """Items per second this workflow may start, across all workers (None: no limit)."""
     max_snoozes: int = Field(default=100, ge=0, le=100_000)
-    """Snoozes in a row an item may take without spending an attempt (`curate.Snooze`)."""
+    """Snoozes an item may take without spending an attempt, since it was last queued
+    (`curate.Snooze`)."""
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> WorkflowSettings:

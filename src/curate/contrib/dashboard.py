@@ -19,8 +19,9 @@ from datetime import datetime
 from html import escape
 from urllib.parse import urlencode
 
+from curate.browsing import StatsSeries
 from curate.contrib.charts import bar_chart, line_chart
-from curate.operations import THROUGHPUT_WINDOW, StatsSeries, StatusReport, WorkflowStatus
+from curate.operations import THROUGHPUT_WINDOW, StatusReport, WorkflowStatus
 
 _COUNTS = (
     ("queued", "Queued"),
@@ -63,7 +64,8 @@ input, select { font: inherit; padding: .25rem .4rem; }
 # the server escaped every value). Requeue and cancel: POST the button's data-post-body
 # (default {"errors": true}) to its data-post-url; the app's requeue_auth sees the browser's
 # cookies and headers, and the JSON body and the page's own Origin pass the router's
-# cross-site guard. data-verb names the action in the messages.
+# cross-site guard. data-verb names the action in the messages; data-confirm, if set, is
+# asked first.
 _SCRIPT = """
 (() => {
   const every = Number(document.body.dataset.refreshSeconds) * 1000;
@@ -89,6 +91,7 @@ _SCRIPT = """
     const button = event.target.closest("button[data-post-url]");
     if (!button) return;
     const verb = button.dataset.verb || "Re-queue";
+    if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
     button.disabled = true;
     try {
       const response = await fetch(button.dataset.postUrl, {

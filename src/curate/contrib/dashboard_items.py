@@ -15,8 +15,9 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from curate.browsing import ItemList, ItemSummary
 from curate.contrib.dashboard import link, page, time_element
-from curate.operations import Attempt, ItemList, ItemState, ItemSummary
+from curate.operations import Attempt, ItemState
 from curate.sql.items import STATUSES, ItemFilter
 
 
@@ -171,7 +172,8 @@ def render_item(
             f'<p><button type="button" data-post-url="{url}/requeue" data-post-body="{body}">'
             "Re-queue this item</button>"
             f' <button type="button" data-post-url="{url}/cancel" data-post-body="{body}"'
-            ' data-verb="Cancel">Cancel this item</button></p>'
+            f' data-verb="Cancel" data-confirm="Cancel item {shown} of {name}?">'
+            "Cancel this item</button></p>"
         )
     body = f"""<header>
 <nav><a href="{escape(base_path)}/dashboard">All workflows</a> &rsaquo;

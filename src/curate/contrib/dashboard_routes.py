@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from curate import operations
+from curate import browsing, operations
 from curate.contrib.api_models import Problem
 from curate.contrib.dashboard import CHART_HOURS, page, render_dashboard
 from curate.contrib.dashboard_items import ListView, render_item, render_item_list
@@ -163,7 +163,7 @@ def add_dashboard_routes(
     ) -> HTMLResponse:
         """The workflow's rows, filtered, searched and paged, newest first."""
         chosen, problem = _filter(workflow, status or None, id, q, group)
-        listing = operations.ItemList([], page, operations.ITEMS_PER_PAGE, has_next=False)
+        listing = browsing.ItemList([], page, browsing.ITEMS_PER_PAGE, has_next=False)
         if problem is None:
             listing = await _read_items(workflow, chosen, page, redact_error)
         view = ListView(
@@ -245,7 +245,7 @@ def add_dashboard_routes(
         ``hours``, in buckets of whole minutes (5 over 6 hours), from every worker."""
         engine = await get_runtime().database.engine()
         try:
-            return await operations.read_stats(engine, workflow, hours)
+            return await browsing.read_stats(engine, workflow, hours)
         except ConfigurationError as error:
             raise HTTPException(status_code=503, detail=str(error)) from None
 
@@ -267,9 +267,9 @@ def _filter(
 
 async def _read_items(
     workflow: Workflow, chosen: ItemFilter, page: int, redact: Callable[[str], str]
-) -> operations.ItemList:
+) -> browsing.ItemList:
     engine = await get_runtime().database.engine()
-    listing = await operations.read_items(engine, workflow, chosen, page)
+    listing = await browsing.read_items(engine, workflow, chosen, page)
     items = [
         item if item.error is None else replace(item, error=redact(item.error))
         for item in listing.items
@@ -280,7 +280,7 @@ async def _read_items(
 async def _stats_or_why(engine: AsyncEngine, workflow: Workflow, hours: int) -> Any:
     """The workflow's series for its charts, or why there is none."""
     try:
-        return await operations.read_stats(engine, workflow, hours)
+        return await browsing.read_stats(engine, workflow, hours)
     except ConfigurationError as error:
         return str(error)
 

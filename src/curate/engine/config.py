@@ -58,7 +58,8 @@ class RunConfig:
     batched_outcomes: bool = False
     """Write completions many at a time (see `curate.engine.batched`)."""
     max_snoozes: int = 100
-    """Snoozes in a row an item may take without spending an attempt (`curate.Snooze`)."""
+    """Snoozes an item may take without spending an attempt, since it was last queued
+    (`curate.Snooze`)."""
 
 
 @dataclass(frozen=True)

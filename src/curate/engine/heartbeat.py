@@ -70,7 +70,6 @@ class Heartbeat:
         params = statements.heartbeat_params(claims, timedelta(seconds=ctx.config.lease_seconds))
         still: list[Any] = []
         try:
-            look_for_cancels = await missing_table(ctx.engine, cancel_sql.TABLE) is None
             async with ctx.own_transaction() as session:
                 rows = (await session.execute(statements.heartbeat, params)).all()
                 missed = _missed(claims, rows)
@@ -80,13 +79,6 @@ class Heartbeat:
                             statements.still_held, statements.still_held_params(missed)
                         )
                     )
-                if look_for_cancels:
-                    requested = await session.execute(
-                        cancel_sql.REQUESTED,
-                        cancel_sql.requested_params(ctx.name, [claim for _, claim in claims]),
-                    )
-                    for request in requested:
-                        ctx.services.cancel((request.claim, request.item_id), request.reason)
         except Exception as exc:  # said once while it keeps failing the same way
             line = f"heartbeat failed, the next one retries: {format_error(exc)}"
             log_error(ctx.engine, ctx.name, "heartbeat", line)
@@ -94,6 +86,26 @@ class Heartbeat:
         log_recovery(ctx.engine, ctx.name, "heartbeat")
         if missed:
             self._log_missed(missed, set(_pairs(still)))
+        await self._look_for_cancels([claim for _, claim in claims])
+
+    async def _look_for_cancels(self, claims: list[str]) -> None:
+        """Cancel the held items asked to cancel, for a worker that missed the NOTIFY. Its
+        own statement, after the renewal: a database that refuses it (no SELECT on the
+        requests' table, say) never costs a lease."""
+        ctx = self._ctx
+        try:
+            if await missing_table(ctx.engine, cancel_sql.TABLE) is not None:
+                return
+            requested = await ctx.execute_alone(
+                cancel_sql.REQUESTED_CLAIMS, cancel_sql.requested_params(ctx.name, claims)
+            )
+        except Exception as exc:
+            line = f"could not look for cancel requests, the next beat retries: {format_error(exc)}"
+            log_error(ctx.engine, ctx.name, "cancel requests", line)
+            return
+        log_recovery(ctx.engine, ctx.name, "cancel requests")
+        for request in requested:
+            ctx.services.cancel((request.claim, request.item_id), request.reason)
 
     def _log_missed(self, missed: list[tuple[Any, str]], still: set[tuple[Any, str]]) -> None:
         held = {(item.id, item.claim) for item in self.held}

@@ -63,12 +63,15 @@ async def run_workflow(ctx: RunContext, stop: asyncio.Event | None = None) -> Ru
     result.elapsed_seconds = time.monotonic() - started
     if result.claimed:
         logger.bind(workflow=ctx.name).info(
-            "run done: {} claimed, {} complete, {} failed, {} retried, {} dropped in {:.2f} s",
+            "run done: {} claimed, {} complete, {} failed, {} retried, {} dropped, {} cancelled,"
+            " {} snoozed in {:.2f} s",
             result.claimed,
             result.completed,
             result.failed,
             result.retried,
             result.dropped,
+            result.cancelled,
+            result.snoozed,
             result.elapsed_seconds,
         )
     return result

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TextClause,
     and_,
+    any_,
     bindparam,
     cast,
     func,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from curate.engine.binding import TableBinding
@@ -173,9 +174,9 @@ def count(binding: TableBinding, where: ColumnElement[bool]) -> Select[Any]:
     return select(func.count()).select_from(binding.table).where(where)
 
 
-REQUESTED = text(
-    f"SELECT claim, item_id, reason FROM {TABLE}"
-    " WHERE workflow = :curate_workflow AND claim = ANY(CAST(:curate_claims AS text[]))"
+REQUESTED_CLAIMS = select(_REQUESTS.c.claim, _REQUESTS.c.item_id, _REQUESTS.c.reason).where(
+    _REQUESTS.c.workflow == bindparam("curate_workflow", type_=Text()),
+    _REQUESTS.c.claim == any_(bindparam("curate_claims", type_=ARRAY(Text()))),
 )
 """Which of ``curate_claims`` (claim tokens a worker holds) were asked to cancel: the
 heartbeat's look, for a worker that missed the NOTIFY. Params: ``curate_workflow``,

@@ -112,6 +112,16 @@ _ERROR_TYPE = given("curate_error_type")
 _TRACEBACK = given("curate_traceback")
 
 
+def written_attempt(written: Written) -> ColumnElement[Any]:
+    """The row's attempt count as written: the attempt that just ended."""
+    return cast(written.curate_attempt_no, Integer())
+
+
+def given_back(written: Written) -> ColumnElement[Any]:
+    """The attempt a snooze gave back: the written count is one less than the attempt."""
+    return cast(written.curate_attempt_no + 1, Integer())
+
+
 def logged(
     update: ReturningUpdate[Any],
     binding: TableBinding,
@@ -122,6 +132,7 @@ def logged(
     error: FromWritten = _ERROR,
     error_type: FromWritten = _ERROR_TYPE,
     traceback: FromWritten = _TRACEBACK,
+    attempt: FromWritten = written_attempt,
 ) -> Select[Any]:
     """``update`` (a fenced outcome write) as one statement that also records the attempt
     of each row it changed, in ``curate_attempts``; returns what ``update`` returns.
@@ -141,7 +152,7 @@ def logged(
     values: dict[str, Any] = {
         "workflow": bindparam("curate_workflow", type_=Text()),
         "item_id": cast(written.curate_item, Text()),
-        "attempt": written.curate_attempt_no,
+        "attempt": attempt(written),
         "started_at": started_at(written),
         "ended_at": func.clock_timestamp(),
         "worker": worker(written),

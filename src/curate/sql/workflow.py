@@ -191,6 +191,7 @@ class WorkflowStatements:
                 fresh_snooze,
                 b,
                 outcome=history.given_text(history.SNOOZED),
+                attempt=history.given_back,
                 error=history.nothing,
                 error_type=history.nothing,
                 traceback=history.nothing,
