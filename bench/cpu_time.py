@@ -1,5 +1,6 @@
 """CPU seconds used so far, for the measures that say what a run cost the machine: the
-whole machine's, and a server's of the measure's own (tests/dedicated_server.py).
+whole machine's, a server's of the measure's own (tests/dedicated_server.py), and the
+measure's own process's.
 
 Take one before and one after; the difference is what the measured span used. psutil only.
 """
@@ -7,6 +8,7 @@ Take one before and one after; the difference is what the measured span used. ps
 from __future__ import annotations
 
 import contextlib
+import resource
 from pathlib import Path
 
 import psutil
@@ -35,3 +37,11 @@ def machine_busy_seconds() -> float:
     """The whole machine's busy seconds, over all its cores (guest time is inside user)."""
     t = psutil.cpu_times()
     return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
+
+
+def own_seconds() -> float:
+    """This process's, and those of its children that exited and were waited for."""
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )

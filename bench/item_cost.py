@@ -42,6 +42,9 @@ counted). Per item:
 - ``server_cpu_us``: the CPU time of the server's processes during the drain (backends,
   WAL writer, checkpointer: what a larger server would have to provide per item), and
   ``exec_us``: the statements' execution time, pg_stat_statements' ``total_exec_time``;
+- ``worker_cpu_us``: the worker's own CPU time (the client's side of the item's cost),
+  and ``others_cores``: the cores the rest of the machine used meanwhile, on average (how
+  contended the case's throughput was);
 - ``items_per_s`` of the drain, for the ratio of the realistic table to the narrow one
   (the issue's target: ≥ 0.8);
 - with history on, ``history_statements``: the worker's statements that inserted into
@@ -345,9 +348,11 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
             await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
             before = (await conn.execute(text(SNAPSHOT), params)).one()
 
-        cpu_before = cpu_time.server_seconds(case.data_dir)
+        cpu_before = _cpu_seconds(case)
         seconds = await shape.drain(case)
-        cpu = cpu_time.server_seconds(case.data_dir) - cpu_before
+        server_cpu, worker_cpu, machine = (
+            after - before for after, before in zip(_cpu_seconds(case), cpu_before, strict=True)
+        )
 
         async with admin.connect() as conn:
             await conn.execute(text("SELECT pg_stat_force_next_flush()"))
@@ -380,7 +385,9 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
         "queue_wal_bytes": round(float(queue_wal_bytes) / items),
         "statements": round(float(statements.calls) / items, 3),
         "exec_us": round(1000 * float(statements.exec_ms) / items, 1),
-        "server_cpu_us": round(1e6 * cpu / items, 1),
+        "server_cpu_us": round(1e6 * server_cpu / items, 1),
+        "worker_cpu_us": round(1e6 * worker_cpu / items, 1),
+        "others_cores": round(max(machine - server_cpu - worker_cpu, 0.0) / seconds, 2),
         "transactions": round((after.xact_commit - before.xact_commit) / items, 3),
         "wal_bytes": round(float(wal_bytes) / items),
         "heap_records": round(_records(wal, "Heap", "Heap2") / items, 2),
@@ -390,6 +397,14 @@ async def measure(url: str, shape: Shape, case: Case) -> dict[str, Any]:
         "hot_share": round((after.n_tup_hot_upd - before.n_tup_hot_upd) / max(updates, 1), 3),
         **written,
     }
+
+
+def _cpu_seconds(case: Case) -> tuple[float, float, float]:
+    """CPU seconds so far of the server, of the worker (this process's: curate's runtime
+    runs in it; PgQueuer's drain is a child, counted once it has exited) and of the whole
+    machine."""
+    server = cpu_time.server_seconds(case.data_dir)
+    return server, cpu_time.own_seconds(), cpu_time.machine_busy_seconds()
 
 
 def _admin_engine(url: str) -> Any:

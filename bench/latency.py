@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import resource
 import signal
 import subprocess
 import sys
@@ -235,10 +234,7 @@ class CpuMeter:
         }
 
     def _sample(self) -> tuple[float, float, float, float]:
-        mine = sum(
-            usage.ru_utime + usage.ru_stime
-            for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-        )
+        mine = cpu_time.own_seconds()
         relay = self._cpu(self.relay_pid) if self.relay_pid else 0.0
         server = cpu_time.server_seconds(self.data_dir)
         return mine, relay, server, cpu_time.machine_busy_seconds()

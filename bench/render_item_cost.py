@@ -38,6 +38,7 @@ HEADER = [
     "Statements",
     "Transactions",
     "Server CPU µs",
+    "Worker CPU µs",
     "Statements' µs",
     "WAL bytes",
     "Heap records",
@@ -83,6 +84,7 @@ def _row(line: Line, narrow: Line | None) -> list[str]:
         number(line["statements"], 3),
         number(line["transactions"], 3),
         number(line.get("server_cpu_us")),
+        number(line.get("worker_cpu_us")),
         number(line.get("exec_us")),
         number(line["wal_bytes"]),
         number(line["heap_records"], 2),
@@ -167,6 +169,7 @@ HISTORY_COLUMNS: dict[str, Callable[[Line, Line], str]] = {
     "Heap records": _increase("heap_records", 2),
     "B-tree records": _increase("btree_records", 2),
     "Server CPU µs": _increase("server_cpu_us", 1),
+    "Worker CPU µs": _increase("worker_cpu_us", 1),
     "Statements' µs": _increase("exec_us", 1),
     "Items/s": _rate,
 }
@@ -244,8 +247,9 @@ def _intro(line: Line) -> str:
         " entry in every index. *PgQueuer's queue table*: its own, drained as the drain"
         " benchmark runs it (default: batch 10; batch 100), when the run has PgQueuer. Per"
         " item: the worker's statements (BEGIN and COMMIT left out), the transactions"
-        " committed, the CPU time of the server's processes during the drain and the"
-        " statements' execution time (`total_exec_time`), the WAL bytes and heap and B-tree"
+        " committed, the CPU time of the server's processes and of the worker during the"
+        " drain and the statements' execution time (`total_exec_time`), the WAL bytes and"
+        " heap and B-tree"
         " records of the whole server during the drain (each case starts with a checkpoint"
         " and none falls inside it, so no full-page image is there by chance), the updates"
         " of the queued table and the share of them that were HOT;"

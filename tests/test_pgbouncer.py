@@ -348,7 +348,7 @@ async def test_the_demo_drains_as_it_does_directly(
     bounced = {**direct, "CURATE_DATABASE_URL": settings.database_url}
     output = "".join(await curate_demo({**bounced, "CURATE_DATABASE_POOLING": "transaction"}))
 
-    assert len(summary(output)) == 3
+    assert len(summary(output)) == 4
     assert summary(output) == summary(direct_output)
     async with admin_engine.connect() as conn:
         retried = await conn.scalar(

@@ -72,7 +72,10 @@ async def rescue_reads(runtime: curate.Runtime, engine: AsyncEngine) -> tuple[Co
     """How the rescue statement read the table, and how many rows it moved (rolled back)."""
     ctx = await runtime.context(Workflow("work", model=Item, service=noop))
     assert ctx.statements.rescue is not None
-    params = ctx.statements.rescue_params(ctx.config.retry.max_attempts, None)
+    params = {
+        **ctx.statements.rescue_params(ctx.config.retry.max_attempts, None),
+        **ctx.attempt_params(None),  # the rescue records the attempts it ends
+    }
     async with engine.connect() as conn:
         before = await table_counters(conn)
         rescued = len((await conn.execute(ctx.statements.rescue, params)).all())

@@ -227,6 +227,9 @@ async def test_a_mixin_table_made_by_create_all_takes_the_migrations_index_step(
     await run_migration_step(engine, lambda: create_processing_index("items", "work"))
     async with engine.connect() as conn:
         names = await conn.scalars(
-            text("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix_items_work_%'")
+            text(
+                "SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix_items_work_%'"
+                " AND schemaname = current_schema()"
+            )
         )
         assert sorted(names) == ["ix_items_work_processing", INDEX]

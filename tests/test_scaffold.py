@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from curate.settings import WorkflowSettings
+from curate.sql import own_tables as own_tables_sql
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "photoapp"
 BIN = Path(sys.executable).parent
@@ -114,11 +115,11 @@ async def test_a_scaffolded_workflow_passes_lint_types_migration_and_its_own_tes
 
     database = {"CURATE_DATABASE_URL": database_url, "CURATE_DATABASE_SCHEMA": schema}
     async with admin_engine.begin() as conn:  # the fixture made them: the migration must
-        await conn.execute(text(f"DROP TABLE {schema}.curate_workflow_controls"))
-        await conn.execute(text(f"DROP TABLE {schema}.curate_periodic_runs"))
+        for table in own_tables_sql.TABLES:
+            await conn.execute(text(f"DROP TABLE {schema}.{table}"))
     migrated = curate(project, "db", "upgrade", env=database)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    own_tables = "curate_workflow_controls, curate_periodic_runs already there"
+    own_tables = ", ".join(own_tables_sql.TABLES) + " already there"
     assert migrated.stdout.endswith(f"curate's tables: {own_tables}\n"), migrated.stdout
     assert {"thumbnail_status", "thumbnail_lease_until"} <= await photos_columns(
         admin_engine, schema

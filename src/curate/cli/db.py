@@ -141,8 +141,9 @@ def upgrade(revision: str) -> None:
     """Upgrade the database to REVISION (default: head).
 
     Then it creates curate's own tables (curate_workflow_controls,
-    curate_periodic_runs) where they are missing, in CURATE_DATABASE_SCHEMA, and says
-    so. Run it with a role that may create tables: the app's role then needs none.
+    curate_periodic_runs, curate_attempts, curate_cancellations, curate_workflow_stats)
+    where they are missing, in CURATE_DATABASE_SCHEMA, and says so. Run it with a role
+    that may create tables: the app's role then needs none.
 
     \b
     Examples:
