@@ -262,3 +262,33 @@ async def test_running_items_are_cancelled_in_worker_processes(
         [record] = await attempts_of(engine, work(noop), item_id)
         assert (record.outcome, record.worker) == ("cancelled", worker_id)
     await log.assert_once_each(range(1, 5))
+
+
+async def test_a_cancel_whose_worker_died_before_hearing_it_is_not_lost(
+    runtime: curate.Runtime, engine: AsyncEngine
+) -> None:
+    """The request is made while the lease is live; the worker dies without hearing it.
+    When the lease expires, the rescue ends the row cancelled instead of queueing it
+    again; another expired row, not asked, is queued again as ever."""
+    await insert_items(engine, 2)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Item).values(
+                work_status=ProcessingStatus.Processing,
+                work_attempts=1,
+                work_claimed_by="dead-worker#" + "0" * 16,
+                work_lease_until=text("now() + interval '1 minute'"),
+            )
+        )
+    workflow = work(noop)
+    done = await operations.cancel(engine, workflow, CancelSelection(ids=(1,)), "bad data")
+    assert done == operations.CancelCount(waiting=0, running=1)
+    async with engine.begin() as conn:  # the worker is gone: its leases run out
+        await conn.execute(update(Item).values(work_lease_until=text("now() - interval '1 s'")))
+    runtime.register(workflow)
+    assert await runtime.rescue() == 1  # item 2 queued again
+    one, two = await item_row(engine, 1), await item_row(engine, 2)
+    assert (one.work_status, one.work_error) == (ProcessingStatus.Error, "Cancelled: bad data")
+    assert two.work_status == ProcessingStatus.Queued
+    [record] = await attempts_of(engine, workflow, 1)
+    assert (record.outcome, record.attempt, record.worker) == ("cancelled", 1, None)

@@ -136,6 +136,59 @@ def cancel_waiting(
     )
 
 
+def cancel_abandoned(
+    binding: TableBinding, *, with_history: bool
+) -> ReturningUpdate[Any] | Select[Any] | None:
+    """Rows Processing past their lease whose claim was asked to cancel: their worker went
+    away before it heard. They end cancelled (``curate_cancelled``), not queued again by
+    the rescue that runs next in the same transaction. Returns their ids; None without
+    lease and claim columns. Params: ``curate_workflow``, ``curate_cancelled``,
+    ``curate_processing``."""
+    b = binding
+    if b.lease_until is None or b.claimed_by is None:
+        return None
+    workflow = bindparam("curate_workflow", type_=Text())
+    asked = (
+        select(_REQUESTS.c.reason)
+        .where(
+            _REQUESTS.c.workflow == workflow,
+            _REQUESTS.c.claim == b.claimed_by,
+            _REQUESTS.c.item_id == cast(b.pk, Text()),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    reason = func.coalesce(literal(": ") + asked, literal(""))
+    values: dict[Any, Any] = {
+        b.status: status_param(b, "curate_cancelled"),
+        b.error: literal("Cancelled") + reason,
+        **lease_cleared(b),
+        **touch(b),
+    }
+    moved = (
+        update(b.table)
+        .where(
+            b.status == status_param(b, "curate_processing"),
+            b.lease_until < func.now(),
+            asked.is_not(None),
+        )
+        .values(values)
+        .returning(b.pk)
+    )
+    if not with_history:
+        return moved
+    return history.logged(
+        moved,
+        b,
+        outcome=history.given_text(history.CANCELLED),
+        started_at=history.nothing,
+        worker=history.nothing,
+        error=history.row_error,
+        error_type=history.nothing,
+        traceback=history.nothing,
+    )
+
+
 def request_running(binding: TableBinding, selection: CancelSelection) -> Select[Any]:
     """Record a cancel request for each running row's claim and NOTIFY `CHANNEL` of each,
     in one statement; returns the ``claim`` of each request made (a claim asked already

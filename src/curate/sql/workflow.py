@@ -138,6 +138,8 @@ class WorkflowStatements:
     status_summary: Select[Any]
     error_groups: Select[Any]
     binding: TableBinding
+    records_history: bool = False
+    """Whether the outcome writes record each attempt (`with_history`)."""
 
     @classmethod
     def build(cls, binding: TableBinding) -> WorkflowStatements:
@@ -223,6 +225,7 @@ class WorkflowStatements:
             fail=history.logged(_fail(b), b),
             snooze=snooze,
             rescue=rescue,
+            records_history=True,
         )
 
     def claim_params(
