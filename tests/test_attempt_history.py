@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -31,6 +32,12 @@ class Flaky:
         session.add(Effect(item_id=item_id, note="attempt"))
         if self.calls[item_id] <= self.failures:
             raise ConnectionResetError(f"upstream reset on item {item_id}")
+
+
+@pytest.fixture
+def settings(settings: curate.CurateSettings) -> curate.CurateSettings:
+    """Every attempt recorded, completions too (the default records the others only)."""
+    return settings.model_copy(update={"attempt_history": "all"})
 
 
 def work(service: Any, **kwargs: Any) -> Workflow:
@@ -178,7 +185,7 @@ async def test_the_trim_keeps_the_newest_per_item_and_drops_old_ones(
 async def test_with_the_history_off_nothing_is_recorded(
     settings: curate.CurateSettings, engine: AsyncEngine
 ) -> None:
-    async with configured(settings.model_copy(update={"attempt_history": False})) as runtime:
+    async with configured(settings.model_copy(update={"attempt_history": "off"})) as runtime:
         await insert_items(runtime_engine := await runtime.database.engine(), 1)
         workflow = work(Flaky(failures=1))
         await curate.testing.WorkflowHarness(runtime).drain(workflow)
@@ -205,3 +212,32 @@ async def test_without_the_table_outcomes_are_written_and_it_is_said_once(
         await connection.execute(insert(Item).values(id=3, work_status=ProcessingStatus.Queued))
     await curate.testing.WorkflowHarness(runtime).drain(workflow)
     assert [a.outcome for a in await attempts_of(engine, workflow, 3)] == ["retried", "completed"]
+
+
+async def test_by_default_only_the_attempts_that_did_not_complete_are_recorded(
+    settings: curate.CurateSettings,
+) -> None:
+    """``failures``, the default: the retries and the final failure are there, a completion
+    costs no row (the row's own status says it)."""
+    default = settings.model_copy(update={"attempt_history": "failures"})
+    async with configured(default) as runtime:
+        engine = await runtime.database.engine()
+        await insert_items(engine, 2)
+        workflow = work(Flaky(failures=1))
+        await curate.testing.WorkflowHarness(runtime).drain(workflow)
+        assert [(await item_row(engine, i)).work_status for i in (1, 2)] == [
+            ProcessingStatus.Complete
+        ] * 2
+        assert [a.outcome for a in await attempts_of(engine, workflow, 1)] == ["retried"]
+        always_fails = work(Flaky(failures=10))
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(Item).values(work_status=ProcessingStatus.Queued, work_attempts=0)
+            )
+        await curate.testing.WorkflowHarness(runtime).drain(always_fails)
+        assert [a.outcome for a in await attempts_of(engine, always_fails, 2)] == [
+            "retried",
+            "retried",
+            "retried",
+            "failed",
+        ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
@@ -23,6 +24,12 @@ from tests.test_cli import (
 )
 from tests.test_cli import cli as cli  # the fixture
 from tests.test_cli import env as env  # the fixture's own fixture
+
+
+@pytest.fixture
+def settings(settings: curate.CurateSettings) -> curate.CurateSettings:
+    """Every attempt recorded, completions too: the output shows both kinds."""
+    return settings.model_copy(update={"attempt_history": "all"})
 
 
 async def test_item_shows_the_row_and_its_attempts(

@@ -249,7 +249,7 @@ async def test_items_item_page_and_charts_in_chromium(
                 for n in range(1, 5)
             ],
         )
-    quick = settings.model_copy(update={"stats_interval_seconds": 0.3})
+    quick = settings.model_copy(update={"stats_interval_seconds": 0.3, "attempt_history": "all"})
     app = FastAPI(lifespan=curate_lifespan([dash], settings=quick, grace_seconds=5))
     router = curate_router(
         [dash], read_auth=require_token, requeue_auth=require_token, dashboard_refresh_seconds=0.2

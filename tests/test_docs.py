@@ -878,6 +878,7 @@ async def test_migrations_up_down_up(runtime: curate.Runtime, engine: AsyncEngin
 async def test_migrating_an_older_database(runtime: curate.Runtime, engine: AsyncEngine) -> None:
     """write-migrations.md: 0004 brings a database migrated by an earlier curate (no
     thumbnail_snoozes, none of curate's newer tables) up to date, and may run again."""
+    runtime.settings = runtime.settings.model_copy(update={"attempt_history": "all"})
     steps = [
         load_migration(name)
         for name in (
@@ -938,6 +939,7 @@ async def test_operate_examples(runtime: curate.Runtime, engine: AsyncEngine) ->
     """operate-items.md: a snooze waits its delay and spends no attempt; the attempts read
     back newest first; cancels end waiting rows in the Cancelled status, and move failed
     rows there; a workflow without that status refuses the latter."""
+    runtime.settings = runtime.settings.model_copy(update={"attempt_history": "all"})
     supplier = example("operate.supplier")
     exports = example("operate.exports")
     admin = example("operate.admin")

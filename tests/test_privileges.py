@@ -275,6 +275,7 @@ async def test_without_insert_on_the_history_outcomes_are_written_and_it_is_said
     """An older grant script that knows nothing of curate_attempts: items still complete,
     without history, with one warning naming the grant; the grant turns it on at once."""
     owner = app_role.owner
+    app.settings = app.settings.model_copy(update={"attempt_history": "all"})  # completions too
     await run_migration_step(owner, create_curate_tables)
     await app_role.grant_curate_tables(attempts=False)
     await insert_items(owner, 3)

@@ -354,3 +354,19 @@ async def test_the_how_to_example(runtime: curate.Runtime, engine: AsyncEngine) 
     async with engine.connect() as conn:
         numbers = (await conn.scalars(select(shop.Order.invoice_number))).all()
     assert sorted(numbers) == ["INV-00007", "INV-00008"]
+
+
+def test_curate_tracing_instruments_the_configured_runtime(
+    settings: curate.CurateSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CURATE_TRACING=true``: how a `curate run` worker, whose runtime the CLI makes, is
+    traced (with the global provider `opentelemetry-instrument` sets up). Without
+    OpenTelemetry installed it is a clear configuration error."""
+    untraced = curate.configure(settings)
+    assert untraced.item_hooks == [] and untraced.observers == []
+    traced = curate.configure(settings.model_copy(update={"tracing": True}))
+    assert len(traced.item_hooks) == 1 and len(traced.error_hooks) == 1
+    assert len(traced.observers) == 1
+    monkeypatch.setitem(sys.modules, "curate.contrib.tracing", None)
+    with pytest.raises(curate.ConfigurationError, match=r"curate-workflows\[otel\]"):
+        curate.configure(settings.model_copy(update={"tracing": True}))

@@ -30,6 +30,7 @@ from curate.engine.pickup import Pickup
 from curate.engine.repeated_errors import log_error, log_recovery
 from curate.engine.rescuer import rescue_expired
 from curate.engine.stats_recorder import StatsRecorder
+from curate.errors import ConfigurationError
 from curate.logs import logger
 from curate.settings import CurateSettings, WorkflowSettings
 from curate.sql import cancel as cancel_sql
@@ -370,10 +371,24 @@ _runtime: Runtime | None = None
 def configure(
     settings: CurateSettings | None = None, workflow_overrides: dict[str, Any] | None = None
 ) -> Runtime:
-    """Set the process's runtime from ``settings`` (default: from the environment)."""
+    """Set the process's runtime from ``settings`` (default: from the environment); with
+    ``CURATE_TRACING``, traced (`curate.contrib.tracing`)."""
     global _runtime
     _runtime = Runtime(settings if settings is not None else CurateSettings(), workflow_overrides)
+    if _runtime.settings.tracing:
+        _trace(_runtime)
     return _runtime
+
+
+def _trace(runtime: Runtime) -> None:
+    try:
+        from curate.contrib.tracing import instrument  # the otel extra: only when asked
+    except ImportError as missing:
+        raise ConfigurationError(
+            f"CURATE_TRACING=true needs OpenTelemetry ({missing}): pip install"
+            " 'curate-workflows[otel]', or set CURATE_TRACING=false"
+        ) from None
+    instrument(runtime)
 
 
 def get_runtime() -> Runtime:

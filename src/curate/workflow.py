@@ -146,9 +146,15 @@ class Workflow:
         return WorkflowStatements.build(self.binding)
 
     @cached_property
-    def logged_statements(self) -> WorkflowStatements:
-        """`statements` whose outcome writes also record the attempt (attempt history)."""
-        return self.statements.with_history()
+    def statements_recording_failures(self) -> WorkflowStatements:
+        """`statements` whose writes of an attempt that did not complete also record it
+        (attempt history, ``CURATE_ATTEMPT_HISTORY=failures``)."""
+        return self.statements.with_history(completions=False)
+
+    @cached_property
+    def statements_recording_all(self) -> WorkflowStatements:
+        """`statements` whose outcome writes all record the attempt (``=all``)."""
+        return self.statements.with_history(completions=True)
 
     def load_settings(self) -> WorkflowSettings:
         """This workflow's settings: code values, overridden by ``<NAME>_SCHEDULER_*``."""

@@ -46,7 +46,11 @@ async def _cancel(
 ) -> CancelCount:
     async with database(settings, [workflow]) as engine:
         return await operations.cancel(
-            engine, workflow, selection, reason, record_history=settings.attempt_history
+            engine,
+            workflow,
+            selection,
+            reason,
+            record_history=settings.attempt_history != "off",
         )
 
 

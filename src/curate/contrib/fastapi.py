@@ -282,7 +282,7 @@ def curate_router(
                     workflow,
                     selection,
                     request.reason,
-                    record_history=runtime.settings.attempt_history,
+                    record_history=runtime.settings.attempt_history != "off",
                 )
             except ConfigurationError as refused:
                 raise HTTPException(status_code=409, detail=str(refused)) from None

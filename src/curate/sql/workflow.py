@@ -161,71 +161,37 @@ class WorkflowStatements:
             binding=binding,
         )
 
-    def with_history(self) -> WorkflowStatements:
-        """These statements with every outcome write (complete, fail, the batched
-        completion, the rescue) also recording the attempt in ``curate_attempts``, in the
-        same statement (`curate.sql.history.logged`); the others are shared.
+    def with_history(self, *, completions: bool) -> WorkflowStatements:
+        """These statements with the outcome writes also recording the attempt in
+        ``curate_attempts``, in the same statement (`curate.sql.history.logged`): failures,
+        retries, snoozes and the rescue always; completions (single and batched) only with
+        ``completions``. The others are shared.
 
         The writes are built afresh, not taken from these: a statement that has run keeps
         its columns memoized, and the RETURNING columns `logged` adds would not show."""
         b = self.binding
-        # A completion's error is the row's own (a service that wrote Error itself), as
-        # is the rescue's; neither has an exception to tell the type or traceback of.
-        completion = {
-            "error": history.row_error,
-            "error_type": history.nothing,
-            "traceback": history.nothing,
-        }
-        complete_many = None
-        if self.complete_many is not None:
-            ids = bindparam("curate_ids", type_=ARRAY(b.pk.type))
-            complete_many = history.logged(
-                _complete_many(b),
-                b,
-                outcome=history.given_text(history.COMPLETED),
-                started_at=history.started_by_position(ids),
-                **completion,
-            )
-        snooze: Write | None = None
-        fresh_snooze = _snooze(b)
-        if fresh_snooze is not None:
-            snooze = history.logged(
-                fresh_snooze,
-                b,
-                outcome=history.given_text(history.SNOOZED),
-                attempt=history.given_back,
-                error=history.nothing,
-                error_type=history.nothing,
-                traceback=history.nothing,
-            )
-        rescue: Write | None = None
-        fresh_rescue = _rescue(b)
-        if fresh_rescue is not None:
-            rescue = history.logged(
-                fresh_rescue,
-                b,
-                outcome=history.outcome_of_status(
-                    b, if_failed=history.FAILED, otherwise=history.LEASE_EXPIRED
-                ),
-                started_at=history.nothing,
-                worker=history.nothing,
-                **completion,
-            )
-        return replace(
+        snooze = _snooze(b)
+        rescue = _rescue(b)
+        logged = replace(
             self,
+            fail=history.logged(_fail(b), b),
+            snooze=None if snooze is None else _logged_snooze(b, snooze),
+            rescue=None if rescue is None else _logged_rescue(b, rescue),
+            records_history=True,
+        )
+        if not completions:
+            return logged
+        return replace(
+            logged,
             complete=history.logged(
                 _complete(b),
                 b,
                 outcome=history.outcome_of_status(
                     b, if_failed=history.FAILED, otherwise=history.COMPLETED
                 ),
-                **completion,
+                **_ROW_ERROR,
             ),
-            complete_many=complete_many,
-            fail=history.logged(_fail(b), b),
-            snooze=snooze,
-            rescue=rescue,
-            records_history=True,
+            complete_many=None if self.complete_many is None else _logged_complete_many(b),
         )
 
     def claim_params(
@@ -482,6 +448,51 @@ def _rescue(binding: TableBinding) -> ReturningUpdate[Any] | None:
     if binding.lease_until is not None:
         return leases.rescue_expired(binding)
     return leases.rescue_stale(binding) if binding.updated_at is not None else None
+
+
+_ROW_ERROR = {
+    "error": history.row_error,
+    "error_type": history.nothing,
+    "traceback": history.nothing,
+}
+"""A completion's or the rescue's attempt: its error is the row's own (a service that wrote
+Error itself; the rescue's), with no exception to tell the type or traceback of."""
+
+
+def _logged_complete_many(binding: TableBinding) -> Select[Any]:
+    ids = bindparam("curate_ids", type_=ARRAY(binding.pk.type))
+    return history.logged(
+        _complete_many(binding),
+        binding,
+        outcome=history.given_text(history.COMPLETED),
+        started_at=history.started_by_position(ids),
+        **_ROW_ERROR,
+    )
+
+
+def _logged_snooze(binding: TableBinding, snooze: ReturningUpdate[Any]) -> Select[Any]:
+    return history.logged(
+        snooze,
+        binding,
+        outcome=history.given_text(history.SNOOZED),
+        attempt=history.given_back,
+        error=history.nothing,
+        error_type=history.nothing,
+        traceback=history.nothing,
+    )
+
+
+def _logged_rescue(binding: TableBinding, rescue: ReturningUpdate[Any]) -> Select[Any]:
+    return history.logged(
+        rescue,
+        binding,
+        outcome=history.outcome_of_status(
+            binding, if_failed=history.FAILED, otherwise=history.LEASE_EXPIRED
+        ),
+        started_at=history.nothing,
+        worker=history.nothing,
+        **_ROW_ERROR,
+    )
 
 
 def _fence_params(item_id: Any, claim: str, attempt: int) -> dict[str, Any]:
