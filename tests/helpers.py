@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 from alembic.migration import MigrationContext
@@ -120,3 +124,31 @@ async def worker_sessions(admin: AsyncEngine, worker_id: str, condition: str = "
         )
     assert isinstance(count, int)
     return count
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def curate_run(
+    env: dict[str, str], worker_id: str, log: Path, *args: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``curate run ARGS`` as worker ``worker_id`` (its output in ``log``), in the repository;
+    stopped by SIGTERM at the end if it still runs (killed if it will not stop)."""
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "curate"), "run", *args],
+        cwd=ROOT,
+        env={**env, "CURATE_WORKER_ID": worker_id},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)

@@ -9,10 +9,6 @@ import asyncio
 import enum
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +21,10 @@ from curate import ProcessingStatus, Workflow, operations, workflow_columns
 from curate.sql.cancel import CancelSelection
 from curate.testing import wait_until
 from tests.executions import ExecutionTable
-from tests.helpers import create_table, effects_per_item, insert_items, item_row, noop
+from tests.helpers import create_table, curate_run, effects_per_item, insert_items, item_row, noop
 from tests.models import Effect, Item
 
-ROOT = Path(__file__).resolve().parents[1]
+TWO_AT_ONCE = ("--concurrency", "2")
 
 
 class Hangs:
@@ -181,30 +177,6 @@ async def test_a_running_item_is_cancelled_where_it_runs(
         assert runtime.notifier is None
 
 
-@contextmanager
-def worker_process(
-    env: dict[str, str], worker_id: str, log: Path, **extra: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``curate run`` of tests/cancel_app.py as worker ``worker_id``; stopped by SIGTERM."""
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "curate"), "run", "--concurrency", "2"],
-        cwd=ROOT,
-        env={**env, "CURATE_WORKER_ID": worker_id, **extra},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
 async def test_running_items_are_cancelled_in_worker_processes(
     runtime: curate.Runtime, engine: AsyncEngine, database_url: str, schema: str, tmp_path: Path
 ) -> None:
@@ -234,11 +206,10 @@ async def test_running_items_are_cancelled_in_worker_processes(
 
         await wait_until(running, seconds=60, what=f"items {ids} running")
 
-    with worker_process(
-        env, "polling", tmp_path / "polling.log", CURATE_LISTEN_NOTIFY="false"
-    ) as polling:
+    polling_env = {**env, "CURATE_LISTEN_NOTIFY": "false"}
+    with curate_run(polling_env, "polling", tmp_path / "polling.log", *TWO_AT_ONCE) as polling:
         await queue_and_wait([1, 2])  # the polling worker's two slots are busy now
-        with worker_process(env, "listening", tmp_path / "listening.log") as listening:
+        with curate_run(env, "listening", tmp_path / "listening.log", *TWO_AT_ONCE) as listening:
             await queue_and_wait([3, 4])
             ran_on = {e.item_id: e.worker for e in await log.executions()}
             assert ran_on == {1: "polling", 2: "polling", 3: "listening", 4: "listening"}

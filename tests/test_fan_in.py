@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -38,9 +34,8 @@ from tests.fan_in_app import (
     scan,
     scans,
 )
-from tests.helpers import run_migration_step
+from tests.helpers import curate_run, run_migration_step
 
-ROOT = Path(__file__).resolve().parents[1]
 Queued, Processing, Complete, Error = (
     ProcessingStatus.Queued,
     ProcessingStatus.Processing,
@@ -213,27 +208,6 @@ async def test_dropping_the_fan_in_stops_it(runtime: curate.Runtime, engine: Asy
     assert await queued_times(engine) == {1: 1}
 
 
-@contextmanager
-def worker(env: dict[str, str], worker_id: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "curate"), "run"],
-        cwd=ROOT,
-        env={**env, "CURATE_WORKER_ID": worker_id},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
 async def test_worker_processes_finishing_sibling_files_together_finalise_each_folder_once(
     runtime: curate.Runtime, engine: AsyncEngine, database_url: str, schema: str, tmp_path: Path
 ) -> None:
@@ -252,7 +226,7 @@ async def test_worker_processes_finishing_sibling_files_together_finalise_each_f
         "FAN_IN_SIBLING_BARRIER": "1",
         "SCAN_SCHEDULER_BATCH_SIZE": "1",
     }
-    with worker(env, "one", tmp_path / "one.log"), worker(env, "two", tmp_path / "two.log"):
+    with curate_run(env, "one", tmp_path / "one.log"), curate_run(env, "two", tmp_path / "two.log"):
 
         async def scanned() -> bool:
             async with engine.connect() as conn:

@@ -6,7 +6,10 @@ held open while a person answers, and the cancel re-checks its conditions row by
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import click
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import curate
 from curate import operations
@@ -16,9 +19,9 @@ from curate.cli.common import (
     app_workflows,
     complete_workflow_names,
     confirmed,
-    database,
     item_ids_option,
     load_settings,
+    on_database,
     rows,
     run,
     typed_ids,
@@ -29,29 +32,6 @@ from curate.workflow import Workflow
 
 CONFIRM_ABOVE = 100
 """More rows than this need a yes at the prompt, or --yes."""
-
-
-async def _count(
-    settings: curate.CurateSettings, workflow: Workflow, selection: CancelSelection
-) -> CancelCount:
-    async with database(settings, [workflow]) as engine:
-        return await operations.count_cancel(engine, workflow, selection)
-
-
-async def _cancel(
-    settings: curate.CurateSettings,
-    workflow: Workflow,
-    selection: CancelSelection,
-    reason: str | None,
-) -> CancelCount:
-    async with database(settings, [workflow]) as engine:
-        return await operations.cancel(
-            engine,
-            workflow,
-            selection,
-            reason,
-            record_history=settings.attempt_history != "off",
-        )
 
 
 def _described(workflow: Workflow, selection: CancelSelection) -> str:
@@ -122,7 +102,12 @@ def cancel(
     selection = CancelSelection(typed_ids(workflow, ids), errors, where_error)
     what = _described(workflow, selection)
     try:
-        count = run(_count(settings, workflow, selection), settings)
+        count = run(
+            on_database(
+                settings, workflow, lambda e: operations.count_cancel(e, workflow, selection)
+            ),
+            settings,
+        )
     except curate.ConfigurationError as error:
         raise UsageProblem(str(error)) from None
     total = count.waiting + count.running
@@ -136,7 +121,12 @@ def cancel(
         click.echo("nothing cancelled")
         return
     try:
-        done = run(_cancel(settings, workflow, selection, reason), settings)
+        record = settings.attempt_history != "off"
+
+        def cancel(engine: AsyncEngine) -> Awaitable[CancelCount]:
+            return operations.cancel(engine, workflow, selection, reason, record_history=record)
+
+        done = run(on_database(settings, workflow, cancel), settings)
     except curate.ConfigurationError as error:
         raise UsageProblem(str(error)) from None
     click.echo(

@@ -9,7 +9,7 @@ printed with its password hidden.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -142,6 +142,16 @@ async def database(
         yield await db.engine()
     finally:
         await db.close()
+
+
+async def on_database(
+    settings: curate.CurateSettings,
+    workflow: Workflow,
+    call: Callable[[AsyncEngine], Awaitable[T]],
+) -> T:
+    """``call(engine)`` on the configured database, ``workflow``'s table checked first."""
+    async with database(settings, [workflow]) as engine:
+        return await call(engine)
 
 
 async def check_tables(db: Database, workflows: Sequence[Workflow]) -> None:

@@ -17,9 +17,9 @@ from curate.cli.common import (
     app_workflows,
     complete_workflow_names,
     confirmed,
-    database,
     item_ids_option,
     load_settings,
+    on_database,
     rows,
     run,
     typed_ids,
@@ -29,20 +29,6 @@ from curate.workflow import Workflow
 
 CONFIRM_ABOVE = 100
 """More rows than this need a yes at the prompt, or --yes."""
-
-
-async def _count(
-    settings: curate.CurateSettings, workflow: Workflow, selection: RequeueSelection
-) -> int:
-    async with database(settings, [workflow]) as engine:
-        return await operations.count_requeue(engine, workflow, selection)
-
-
-async def _requeue(
-    settings: curate.CurateSettings, workflow: Workflow, selection: RequeueSelection
-) -> int:
-    async with database(settings, [workflow]) as engine:
-        return await operations.requeue(engine, workflow, selection)
 
 
 def _described(workflow: Workflow, selection: RequeueSelection) -> str:
@@ -118,7 +104,10 @@ def requeue(
     except curate.ConfigurationError as error:
         raise UsageProblem(str(error)) from None
     what = _described(workflow, selection)
-    count = run(_count(settings, workflow, selection), settings)
+    count = run(
+        on_database(settings, workflow, lambda e: operations.count_requeue(e, workflow, selection)),
+        settings,
+    )
     if count == 0:
         click.echo(f"no rows {what}; nothing re-queued")
         return
@@ -128,5 +117,8 @@ def requeue(
     if count > CONFIRM_ABOVE and not yes and not confirmed(f"re-queue {rows(count)} {what}?"):
         click.echo("nothing re-queued")
         return
-    moved = run(_requeue(settings, workflow, selection), settings)
+    moved = run(
+        on_database(settings, workflow, lambda e: operations.requeue(e, workflow, selection)),
+        settings,
+    )
     click.echo(f"re-queued {rows(moved)} {what}")

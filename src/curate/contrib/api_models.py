@@ -116,16 +116,13 @@ class ItemState(BaseModel):
     )
 
 
-class RequeueRequest(BaseModel):
-    """Which rows to put back to Queued: ``errors`` and ``stuck`` choose by status (either
-    matches); ``ids`` and ``where_error`` narrow the choice, or choose on their own from
-    every status but a running row."""
+class _RowSelection(BaseModel):
+    """The row choosers requeue and cancel share."""
 
     model_config = ConfigDict(extra="forbid")
 
     ids: list[int | str] = Field(default=[], max_length=10_000, description="Primary keys.")
     errors: bool = Field(default=False, description="Rows in the failed status.")
-    stuck: bool = Field(default=False, description="Rows Processing past their lease.")
     where_error: str | None = Field(
         default=None,
         min_length=1,
@@ -133,6 +130,14 @@ class RequeueRequest(BaseModel):
         pattern="^[^\x00]*$",
         description="Rows whose error contains this text (any case).",
     )
+
+
+class RequeueRequest(_RowSelection):
+    """Which rows to put back to Queued: ``errors`` and ``stuck`` choose by status (either
+    matches); ``ids`` and ``where_error`` narrow the choice, or choose on their own from
+    every status but a running row."""
+
+    stuck: bool = Field(default=False, description="Rows Processing past their lease.")
 
     @model_validator(mode="after")
     def _says_which(self) -> Self:
@@ -166,22 +171,11 @@ class PauseResult(BaseModel):
     changed: bool = Field(description="False when it already was in that state.")
 
 
-class CancelRequest(BaseModel):
+class CancelRequest(_RowSelection):
     """Which rows to cancel: ``ids`` and ``where_error`` choose among rows Queued or
     Processing; with ``errors``, rows in the failed status instead (only for a workflow
     with a cancelled status). ``reason`` is stored in the rows' error."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    ids: list[int | str] = Field(default=[], max_length=10_000, description="Primary keys.")
-    errors: bool = Field(default=False, description="Rows in the failed status.")
-    where_error: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=1_000,
-        pattern="^[^\x00]*$",
-        description="Rows whose error contains this text (any case).",
-    )
     reason: str | None = Field(default=None, max_length=1_000, pattern="^[^\x00]*$")
 
     @model_validator(mode="after")

@@ -125,14 +125,9 @@ def cancel_waiting(
     moved = update(b.table).where(waiting_where(b, selection)).values(values).returning(b.pk)
     if not with_history:
         return moved
-    return history.logged(
-        moved,
-        b,
-        outcome=history.given_text(history.CANCELLED),
-        started_at=history.nothing,
-        worker=history.nothing,
-        error_type=history.nothing,
-        traceback=history.nothing,
+    cancelled = history.given_text(history.CANCELLED)
+    return history.logged_from_outside(
+        moved, b, outcome=cancelled, error=history.given("curate_error")
     )
 
 
@@ -177,16 +172,7 @@ def cancel_abandoned(
     )
     if not with_history:
         return moved
-    return history.logged(
-        moved,
-        b,
-        outcome=history.given_text(history.CANCELLED),
-        started_at=history.nothing,
-        worker=history.nothing,
-        error=history.row_error,
-        error_type=history.nothing,
-        traceback=history.nothing,
-    )
+    return history.logged_from_outside(moved, b, outcome=history.given_text(history.CANCELLED))
 
 
 def request_running(binding: TableBinding, selection: CancelSelection) -> Select[Any]:

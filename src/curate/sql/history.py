@@ -170,6 +170,28 @@ def logged(
     return select(*returned).add_cte(recorded)
 
 
+def logged_from_outside(
+    update: ReturningUpdate[Any],
+    binding: TableBinding,
+    *,
+    outcome: FromWritten,
+    error: FromWritten = row_error,
+) -> Select[Any]:
+    """`logged`, for an attempt ended by someone else than its worker (the rescuer, a
+    cancel): no worker, no start, no exception; the error the row was left with unless
+    ``error`` says otherwise."""
+    return logged(
+        update,
+        binding,
+        outcome=outcome,
+        started_at=nothing,
+        worker=nothing,
+        error=error,
+        error_type=nothing,
+        traceback=nothing,
+    )
+
+
 def outcome_of_status(binding: TableBinding, *, if_failed: str, otherwise: str) -> FromWritten:
     """The outcome from the status the row was left in (``curate_failed_status``: the
     workflow's failed status): a completion whose service set Error itself failed; a

@@ -483,16 +483,10 @@ def _logged_snooze(binding: TableBinding, snooze: ReturningUpdate[Any]) -> Selec
 
 
 def _logged_rescue(binding: TableBinding, rescue: ReturningUpdate[Any]) -> Select[Any]:
-    return history.logged(
-        rescue,
-        binding,
-        outcome=history.outcome_of_status(
-            binding, if_failed=history.FAILED, otherwise=history.LEASE_EXPIRED
-        ),
-        started_at=history.nothing,
-        worker=history.nothing,
-        **_ROW_ERROR,
+    outcome = history.outcome_of_status(
+        binding, if_failed=history.FAILED, otherwise=history.LEASE_EXPIRED
     )
+    return history.logged_from_outside(rescue, binding, outcome=outcome)
 
 
 def _fence_params(item_id: Any, claim: str, attempt: int) -> dict[str, Any]:
