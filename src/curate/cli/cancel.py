@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import curate
 from curate import operations
 from curate.cli.common import (
+    CONFIRM_ABOVE,
     UsageProblem,
     app_option,
     app_workflows,
     complete_workflow_names,
     confirmed,
+    described,
     item_ids_option,
     load_settings,
     on_database,
@@ -30,18 +32,10 @@ from curate.operations import CancelCount
 from curate.sql.cancel import CancelSelection
 from curate.workflow import Workflow
 
-CONFIRM_ABOVE = 100
-"""More rows than this need a yes at the prompt, or --yes."""
-
 
 def _described(workflow: Workflow, selection: CancelSelection) -> str:
-    """The selection in words, after "N rows": "of work in Error and with id 3"."""
-    parts = [f"in {workflow.statuses.failed.value}"] if selection.errors else []
-    if selection.ids:
-        parts.append(f"with id {', '.join(str(i) for i in selection.ids)}")
-    if selection.where_error is not None:
-        parts.append(f"whose error contains {selection.where_error!r}")
-    return f"of {workflow.name} " + " and ".join(parts)
+    chosen = [f"in {workflow.statuses.failed.value}"] if selection.errors else []
+    return described(workflow, chosen, selection.ids, selection.where_error)
 
 
 def _counted(count: CancelCount) -> str:

@@ -165,6 +165,23 @@ async def check_tables(db: Database, workflows: Sequence[Workflow]) -> None:
         logger.warning("{}", line)
 
 
+CONFIRM_ABOVE = 100
+"""More rows than this need a yes at the prompt, or --yes (requeue, cancel)."""
+
+
+def described(
+    workflow: Workflow, chosen: list[str], ids: Sequence[Any], where_error: str | None
+) -> str:
+    """A selection of rows in words, after "N rows": "of work in Error and with id 3"
+    (``chosen``: the statuses chosen, in words, either matching)."""
+    parts = [" or ".join(chosen)] if chosen else []
+    if ids:
+        parts.append(f"with id {', '.join(str(i) for i in ids)}")
+    if where_error is not None:
+        parts.append(f"whose error contains {where_error!r}")
+    return f"of {workflow.name} " + " and ".join(parts)
+
+
 item_ids_option = click.option(
     "--id", "ids", multiple=True, metavar="ID", help="This row (primary key); repeat for several."
 )

@@ -12,11 +12,13 @@ import click
 import curate
 from curate import operations
 from curate.cli.common import (
+    CONFIRM_ABOVE,
     UsageProblem,
     app_option,
     app_workflows,
     complete_workflow_names,
     confirmed,
+    described,
     item_ids_option,
     load_settings,
     on_database,
@@ -27,23 +29,14 @@ from curate.cli.common import (
 from curate.sql import RequeueSelection
 from curate.workflow import Workflow
 
-CONFIRM_ABOVE = 100
-"""More rows than this need a yes at the prompt, or --yes."""
-
 
 def _described(workflow: Workflow, selection: RequeueSelection) -> str:
-    """The selection in words, after "N rows": "of work in Error and with id 3"."""
     chosen = []
     if selection.errors:
         chosen.append(f"in {workflow.statuses.failed.value}")
     if selection.stuck:
         chosen.append(f"stuck in {workflow.statuses.processing.value}")
-    parts = [" or ".join(chosen)] if chosen else []
-    if selection.ids:
-        parts.append(f"with id {', '.join(str(i) for i in selection.ids)}")
-    if selection.where_error is not None:
-        parts.append(f"whose error contains {selection.where_error!r}")
-    return f"of {workflow.name} " + " and ".join(parts)
+    return described(workflow, chosen, selection.ids, selection.where_error)
 
 
 @click.command()
