@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 import curate
 from curate import ProcessingStatus, RetryPolicy, Snooze, Workflow, operations, workflow_columns
 from curate.testing import WorkflowHarness
-from tests.helpers import create_table, effects_per_item, insert_items, item_row
+from tests.helpers import (
+    create_table,
+    effects_per_item,
+    insert_items,
+    item_row,
+    noop,
+    worker_runtimes,
+)
 from tests.models import Effect, Item
 
 
@@ -137,3 +144,22 @@ def test_a_snooze_takes_seconds_or_a_timedelta_within_bounds() -> None:
         Snooze(-1)
     with pytest.raises(curate.ConfigurationError, match="between 0 and"):
         Snooze(timedelta(days=400))
+
+
+async def test_a_snooze_taken_by_one_worker_is_run_by_another(
+    settings: curate.CurateSettings, engine: AsyncEngine
+) -> None:
+    """The snooze lives on the row: a second worker (its own runtime, engine and claims,
+    as another process has) runs the item once it is due, as its first attempt."""
+    await insert_items(engine, 1)
+    async with worker_runtimes(settings, 2) as (first, second):
+        harness = WorkflowHarness(first)
+        harness.freeze_time()
+        snoozing = work(SnoozesFirst(times=1_000, seconds=30))
+        assert (await first.run(snoozing)).snoozed == 1
+        assert (await second.run(work(noop))).claimed == 0  # not due yet, for anyone
+        harness.advance_time(seconds=30)
+        assert (await second.run(work(noop))).completed == 1
+    row = await item_row(engine, 1)
+    assert (row.work_status, row.work_attempts) == (ProcessingStatus.Complete, 1)
+    assert row.work_claimed_by.startswith("worker-1#")
