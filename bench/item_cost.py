@@ -14,9 +14,11 @@ own, drained by its default consumer (batch 10) and with batch 100, as the drain
 benchmark runs it (bench/runners/pgqueuer_cost.py, in PgQueuer's environment).
 
 curate's cases are each measured twice, ``history`` off and on: off, the worker's settings
-have ``attempt_history`` false (``CURATE_ATTEMPT_HISTORY=false``) and the schema has no
-``curate_attempts``; on, the table is there (curate's own DDL: a primary key and two
-indexes) and every outcome's statement also inserts the attempt. After the drain the case
+have ``CURATE_ATTEMPT_HISTORY=off`` and the schema has no ``curate_attempts``; on
+(``=all``), the table is there (curate's own DDL: a primary key and two indexes) and every
+outcome's statement, a completion's too, also inserts the attempt. curate's default,
+``failures``, records no completion: on these drains, where every item completes, it costs
+what off does. After the drain the case
 checks that this is what happened: on, ``curate_attempts`` holds one completed attempt
 per item and the worker's statements inserted into it; off, none of the worker's
 statements named it. The history's writes are in the same server's WAL, B-trees and CPU
@@ -195,7 +197,7 @@ class CurateTable:
             database_schema=case.schema,
             pool_size=110,
             worker_id="cost",
-            attempt_history=bool(case.history),
+            attempt_history="all" if case.history else "off",
         )
         runtime = curate.Runtime(settings)
         options = {
