@@ -48,10 +48,9 @@ async def record_success(
     nothing to commit with the outcome: the fenced update then runs as its own
     transaction, which saves the BEGIN and COMMIT round trips.
     """
-    params = {
-        **ctx.statements.complete_params(item.id, item.claim, item.attempt),
-        **ctx.attempt_params(started_at),
-    }
+    params = ctx.statements.complete_params(item.id, item.claim, item.attempt)
+    if ctx.statements.records_completions:  # else the per-item path builds no more
+        params.update(ctx.attempt_params(started_at))
     if session.in_transaction():
         # The statement limits are not set here (a SET LOCAL costs a round trip per item):
         # behind a lock, the row's own UPDATE waits as the service's statements do.

@@ -139,7 +139,10 @@ class WorkflowStatements:
     error_groups: Select[Any]
     binding: TableBinding
     records_history: bool = False
-    """Whether the outcome writes record each attempt (`with_history`)."""
+    """Whether the outcome writes record the attempts that did not complete
+    (`with_history`)."""
+    records_completions: bool = False
+    """Whether the completions record theirs too (`with_history`, ``completions``)."""
 
     @classmethod
     def build(cls, binding: TableBinding) -> WorkflowStatements:
@@ -183,6 +186,7 @@ class WorkflowStatements:
             return logged
         return replace(
             logged,
+            records_completions=True,
             complete=history.logged(
                 _complete(b),
                 b,
