@@ -61,6 +61,11 @@ ATTEMPTS = Table(
 )
 """The table as the statements see it (its DDL is `curate.sql.own_tables.create`)."""
 
+# What an attempt can end as: done; failed for good; failed and queued again; cut off by
+# a shutdown (queued again); its worker stopped renewing its lease (queued again, or failed
+# when no attempts were left); cancelled (running, or still waiting: then the row's attempt
+# count, no start and no worker); snoozed by its service (queued again for later, the
+# attempt not spent).
 COMPLETED = "completed"
 FAILED = "failed"
 RETRIED = "retried"
@@ -68,12 +73,6 @@ INTERRUPTED = "interrupted"
 LEASE_EXPIRED = "lease expired"
 CANCELLED = "cancelled"
 SNOOZED = "snoozed"
-OUTCOMES = (COMPLETED, FAILED, RETRIED, INTERRUPTED, LEASE_EXPIRED, CANCELLED, SNOOZED)
-"""What an attempt can end as: done; failed for good; failed and queued again; cut off by
-a shutdown (queued again); its worker stopped renewing its lease (queued again, or failed
-when no attempts were left); cancelled (running, or still waiting: then the row's attempt
-count, no start and no worker); snoozed by its service (queued again for later, the
-attempt not spent)."""
 
 
 Written = Any
