@@ -45,10 +45,6 @@ def default_embedded_data_dir() -> Path:
     return Path(user_data_dir("curate")) / "pgdata"
 
 
-AttemptHistory = Literal["all", "failures", "off"]
-"""Which attempts `CurateSettings.attempt_history` records."""
-
-
 class CurateSettings(BaseSettings):
     """Process-wide settings (`CURATE_*` environment variables or `.env`)."""
 
@@ -133,7 +129,7 @@ class CurateSettings(BaseSettings):
             " whose runtime the CLI makes, are traced"
         ),
     )
-    attempt_history: AttemptHistory = Field(
+    attempt_history: Literal["all", "failures", "off"] = Field(
         default="failures",
         description=(
             "which attempts to record in curate_attempts (start, end, worker, outcome,"
