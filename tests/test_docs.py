@@ -786,6 +786,27 @@ def _run_migration(function: Callable[[], None]) -> Callable[[Any], None]:
     return run
 
 
+TABLES_FOUND = text("SELECT count(to_regclass(t)) FROM unnest(CAST(:tables AS text[])) AS t")
+"""How many of the tables named ``tables`` exist on the search_path."""
+
+
+async def _thumbnail_one_photo(runtime: curate.Runtime, engine: AsyncEngine) -> Any:
+    """Photo 1 in the migrated table, queued for and thumbnailed by the example's
+    workflow (it must complete); the workflow."""
+    models = example("photos.models")
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(models.Photo),
+            [{"id": 1, "url": "https://example.org/1.jpg", "width": 256, "height": 256}],
+        )
+    thumbnail_workflow = example("photos.services.thumbnail_scheduler").thumbnail_workflow
+    sessionmaker = await runtime.database.sessionmaker()
+    async with sessionmaker() as session, session.begin():
+        await thumbnail_workflow.queue(session, [1])
+    assert (await thumbnail_workflow.run()).completed == 1
+    return thumbnail_workflow
+
+
 async def test_migrations_up_down_up(runtime: curate.Runtime, engine: AsyncEngine) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -842,22 +863,13 @@ async def test_migrations_up_down_up(runtime: curate.Runtime, engine: AsyncEngin
     assert photos_diff == [], "the migrations and photos/models.py disagree"
 
     # The migrated table runs the workflow.
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(models.Photo),
-            [{"id": 1, "url": "https://example.org/1.jpg", "width": 256, "height": 256}],
-        )
-    thumbnail_workflow = example("photos.services.thumbnail_scheduler").thumbnail_workflow
-    sessionmaker = await runtime.database.sessionmaker()
-    async with sessionmaker() as session, session.begin():
-        await thumbnail_workflow.queue(session, [1])
-    assert (await thumbnail_workflow.run()).completed == 1
+    await _thumbnail_one_photo(runtime, engine)
 
     async with engine.begin() as conn:
         await conn.run_sync(_run_migration(add_thumbnail.downgrade))
     assert await photos_columns() == base_columns
     assert "ix_photos_thumbnail_queued" not in await photos_indexes()
-    curate_tables = text("SELECT count(to_regclass(t)) FROM unnest(CAST(:tables AS text[])) AS t")
+    curate_tables = TABLES_FOUND
     async with engine.connect() as conn:
         type_left = await conn.scalar(text("SELECT to_regtype('thumbnail_status')"))
         left = await conn.scalar(curate_tables, {"tables": list(own_tables_sql.TABLES)})
@@ -910,23 +922,13 @@ async def test_migrating_an_older_database(runtime: curate.Runtime, engine: Asyn
             ]
         )
         found = await conn.scalar(
-            text("SELECT count(to_regclass(t)) FROM unnest(CAST(:tables AS text[])) AS t"),
+            TABLES_FOUND,
             {"tables": list(newer)},
         )
     assert (snoozes["nullable"], snoozes["default"]) == (False, "0")
     assert found == len(newer)
 
-    models = example("photos.models")
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(models.Photo),
-            [{"id": 1, "url": "https://example.org/1.jpg", "width": 256, "height": 256}],
-        )
-    thumbnail_workflow = example("photos.services.thumbnail_scheduler").thumbnail_workflow
-    sessionmaker = await runtime.database.sessionmaker()
-    async with sessionmaker() as session, session.begin():
-        await thumbnail_workflow.queue(session, [1])
-    assert (await thumbnail_workflow.run()).completed == 1
+    thumbnail_workflow = await _thumbnail_one_photo(runtime, engine)
     history = await operations.read_attempts(engine, thumbnail_workflow, 1)
     assert history is not None and [a.outcome for a in history] == ["completed"]
 

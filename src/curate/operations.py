@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, Row, SmallInteger, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from curate.db.own_tables import can_insert, missing_table
+from curate.db.own_tables import missing_table
+from curate.engine.attempt_history import why_not_recordable
 from curate.engine.cancel import REASON_MAX_LENGTH
 from curate.errors import ConfigurationError
 from curate.sql import RequeueSelection
@@ -317,11 +318,7 @@ async def cancel(
     _check_cancel(workflow, selection)
     b = workflow.binding
     message = f"Cancelled: {_cut(reason)}" if reason else "Cancelled"
-    logged = (
-        record_history
-        and await missing_table(engine, history_sql.TABLE) is None
-        and await can_insert(engine, history_sql.TABLE)
-    )
+    logged = record_history and await why_not_recordable(engine) is None
     requests_missing = await missing_table(engine, cancel_sql.TABLE)
     async with engine.begin() as connection:
         if requests_missing is not None:

@@ -38,23 +38,29 @@ async def statements_for(
     if settings.attempt_history == "off":
         return workflow.statements
     try:
-        missing = await missing_table(engine, history.TABLE)
-        writable = missing is None and await can_insert(engine, history.TABLE)
+        why = await why_not_recordable(engine)
     except Exception as exc:  # the run's claim will say what is wrong with the database
         logger.debug("could not look for the attempt history's table: {}", format_error(exc))
         return workflow.statements
-    if writable:
+    if why is None:
         if settings.attempt_history == "all":
             return workflow.statements_recording_all
         return workflow.statements_recording_failures
-    if missing is not None:
-        why = f"{missing}; {missing.how_to_create}"
-    else:
-        why = f"the database role may not insert into {history.TABLE}; grant it INSERT"
     _say_once(
         engine, f"the attempt history is not recorded: {why} (or set CURATE_ATTEMPT_HISTORY=off)"
     )
     return workflow.statements
+
+
+async def why_not_recordable(engine: AsyncEngine) -> str | None:
+    """Why ``engine``'s role cannot record attempts (the table is missing, or it may not
+    insert into it); None when it can. Both answers are cached once yes."""
+    missing = await missing_table(engine, history.TABLE)
+    if missing is not None:
+        return f"{missing}; {missing.how_to_create}"
+    if not await can_insert(engine, history.TABLE):
+        return f"the database role may not insert into {history.TABLE}; grant it INSERT"
+    return None
 
 
 _said: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
