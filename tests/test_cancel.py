@@ -260,6 +260,7 @@ async def test_a_cancel_whose_worker_died_before_hearing_it_is_not_lost(
     assert await runtime.rescue() == 1  # item 2 queued again
     one, two = await item_row(engine, 1), await item_row(engine, 2)
     assert (one.work_status, one.work_error) == (ProcessingStatus.Error, "Cancelled: bad data")
+    assert one.work_claimed_by is None  # a late outcome of the old claim is refused
     assert two.work_status == ProcessingStatus.Queued
     [record] = await attempts_of(engine, workflow, 1)
     assert (record.outcome, record.attempt, record.worker) == ("cancelled", 1, None)

@@ -113,15 +113,7 @@ def cancel_waiting(
     ``curate_error``; returns their ids. With the history, each gets an attempt row
     ``cancelled`` (params of `history.logged`: ``curate_workflow``; no worker)."""
     b = binding
-    values: dict[Any, Any] = {
-        b.status: status_param(b, "curate_cancelled"),
-        b.error: bindparam("curate_error", type_=Text()),
-        **lease_cleared(b),
-        **touch(b),
-    }
-    for optional in (b.claimed_by, b.run_after):
-        if optional is not None:
-            values[optional] = null()
+    values = _ended_cancelled(b, bindparam("curate_error", type_=Text()))
     moved = update(b.table).where(waiting_where(b, selection)).values(values).returning(b.pk)
     if not with_history:
         return moved
@@ -154,12 +146,7 @@ def cancel_abandoned(
         .scalar_subquery()
     )
     reason = func.coalesce(literal(": ") + asked, literal(""))
-    values: dict[Any, Any] = {
-        b.status: status_param(b, "curate_cancelled"),
-        b.error: literal("Cancelled") + reason,
-        **lease_cleared(b),
-        **touch(b),
-    }
+    values = _ended_cancelled(b, literal("Cancelled") + reason)
     moved = (
         update(b.table)
         .where(
@@ -173,6 +160,23 @@ def cancel_abandoned(
     if not with_history:
         return moved
     return history.logged_from_outside(moved, b, outcome=history.given_text(history.CANCELLED))
+
+
+def _ended_cancelled(binding: TableBinding, error: ColumnElement[Any]) -> dict[Any, Any]:
+    """A row's values as a cancel that is not its worker's ends it: the cancelled status
+    (``curate_cancelled``), ``error``, and the claim cleared as the rescue clears it, so a
+    worker that comes back late has its outcome refused by the fence."""
+    b = binding
+    values: dict[Any, Any] = {
+        b.status: status_param(b, "curate_cancelled"),
+        b.error: error,
+        **lease_cleared(b),
+        **touch(b),
+    }
+    for optional in (b.claimed_by, b.run_after):
+        if optional is not None:
+            values[optional] = null()
+    return values
 
 
 def request_running(binding: TableBinding, selection: CancelSelection) -> Select[Any]:
